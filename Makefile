@@ -1,0 +1,65 @@
+# l4edge: make run (quickstart), make test (installs what tests need, runs all
+# tests with -race and every fuzz target briefly), make build, make lint.
+
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME  ?= 8s
+# Debian packages the tests drive as real peers.
+DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server
+
+export GOTOOLCHAIN := local
+
+.PHONY: all build run test test-deps test-go fuzz lint bench bench-smoke clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/l4edge ./cmd/l4edge
+	$(GO) build -o $(BIN)/wsecho ./cmd/wsecho
+
+## run: the quickstart: two wsecho backends behind l4edge on wss://127.0.0.1:8443
+run: build
+	@bash examples/quickstart.sh $(BIN)
+
+## test: install test peers (as root), then every test under -race, then fuzz briefly
+test: test-deps lint test-go fuzz
+
+test-deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "WARNING: missing Debian packages:$$missing (not root: tests that need them will skip)"; \
+	  fi; \
+	fi
+	@# Debian starts the daemons it installs where it can; tests start their own.
+	@-for s in nginx haproxy redis-server; do service $$s stop >/dev/null 2>&1; done; true
+
+test-go:
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+# Every Fuzz target in the tree, each for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    if ! $(GO) test $$pkg -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) >/tmp/l4edge-fuzz.log 2>&1; then \
+	      cat /tmp/l4edge-fuzz.log; echo "FAIL: fuzz $$pkg $$f"; exit 1; \
+	    fi; \
+	    tail -n 1 /tmp/l4edge-fuzz.log; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)
