@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/health"
+	"github.com/l4edge/l4edge/l4"
+	"github.com/l4edge/l4edge/tlsterm"
+)
+
+// app wires one running l4edge: the server, the certificate manager, the
+// pools and their health checkers. reload builds a whole new runtime and
+// swaps it in; connections keep the runtime they started with.
+type app struct {
+	path   string
+	log    *zap.Logger
+	level  zap.AtomicLevel
+	server *l4.Server
+	certs  *tlsterm.Manager
+	hooks  *hooks
+
+	mu       sync.Mutex // serializes start, reload and stop
+	cfg      *config.Config
+	pools    map[string]*balancer.Pool
+	checkers []*health.Checker
+}
+
+func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel) *app {
+	a := &app{path: path, cfg: cfg, log: log, level: level}
+	a.hooks = newHooks(log)
+	a.server = l4.NewServer(l4.Options{
+		Log:       log,
+		AccessLog: log,
+		OnDone:    a.hooks.connectionDone,
+	})
+	a.certs = tlsterm.NewManager(log.Named("tls"))
+	return a
+}
+
+// start binds every listener and starts checks and certificate management.
+func (a *app) start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := a.apply(ctx, a.cfg)
+	return err
+}
+
+// reload re-reads the file; a file that does not validate is refused and
+// the running configuration keeps serving.
+func (a *app) reload(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg, err := config.Load(a.path)
+	if err != nil {
+		a.hooks.reloaded(false)
+		a.log.Error("reload refused: configuration does not validate; the running configuration keeps serving",
+			zap.String("config", a.path), zap.Errors("errors", config.Errors(err)))
+		return err
+	}
+	changes, err := a.apply(ctx, cfg)
+	if err != nil {
+		a.hooks.reloaded(false)
+		a.log.Error("reload refused; the running configuration keeps serving", zap.String("config", a.path), zap.Error(err))
+		return err
+	}
+	if cfg.Log.Level != a.cfg.Log.Level {
+		if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
+			a.level.SetLevel(lvl.Level())
+		}
+	}
+	if cfg.Log.Format != a.cfg.Log.Format {
+		a.log.Warn("log.format changes take effect at the next restart")
+	}
+	a.cfg = cfg
+	a.hooks.reloaded(true)
+	a.log.Info("configuration reloaded", append([]zap.Field{zap.String("config", a.path)}, changes...)...)
+	return nil
+}
+
+// apply builds pools, certificates and routes for cfg and swaps them in.
+// Nothing running changes when it fails. a.mu must be held.
+func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error) {
+	pools := map[string]*balancer.Pool{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
+		pc := *cfg.Pools[name]
+		p, err := balancer.NewPool(pc, a.pools[name], balancer.Options{
+			Log:      a.log,
+			OnChange: a.onBackendChange(pc),
+		})
+		if err != nil {
+			return nil, err
+		}
+		pools[name] = p
+	}
+	set, err := a.certs.Apply(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := l4.NewRuntime(cfg, pools, set)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.server.Apply(rt); err != nil {
+		return nil, err
+	}
+	changes := describeChanges(a.cfg, cfg, a.pools, pools)
+	for _, c := range a.checkers {
+		c.Stop()
+	}
+	a.checkers = a.checkers[:0]
+	for _, name := range slices.Sorted(maps.Keys(pools)) {
+		if c := health.Start(pools[name], health.Options{Log: a.log, Observe: a.hooks.healthChecked}); c != nil {
+			a.checkers = append(a.checkers, c)
+		}
+	}
+	a.pools = pools
+	a.hooks.setPools(pools)
+	return changes, nil
+}
+
+// onBackendChange closes a backend's open connections when it turns
+// unhealthy, for pools with close_on_unhealthy.
+func (a *app) onBackendChange(pc config.Pool) balancer.ChangeFunc {
+	return func(b *balancer.Backend, old, new balancer.State, cause error) {
+		a.hooks.backendChanged(pc.Name, b, new)
+		if pc.CloseOnUnhealthy && new == balancer.Unhealthy {
+			// The hook runs under the backend's lock: close elsewhere.
+			go func() {
+				if n := a.server.CloseBackend(b, l4.CloseBackendDown); n > 0 {
+					a.log.Info("closed connections to unhealthy backend",
+						zap.String("pool", pc.Name), zap.String("backend", b.Address), zap.Int("connections", n))
+				}
+			}()
+		}
+	}
+}
+
+// stop drains: it stops accepting, lets connections finish until ctx ends,
+// then closes the rest.
+func (a *app) stop(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.server.Shutdown(ctx)
+	for _, c := range a.checkers {
+		c.Stop()
+	}
+	a.checkers = nil
+	if cerr := a.certs.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// describeChanges summarizes a reload for its log line.
+func describeChanges(old, cur *config.Config, oldPools, curPools map[string]*balancer.Pool) []zap.Field {
+	if old == nil {
+		return nil
+	}
+	addrs := func(c *config.Config) []string {
+		var out []string
+		for _, l := range c.Listeners {
+			out = append(out, l.Listen)
+		}
+		return out
+	}
+	var added, removed, changedPools []string
+	for _, a := range addrs(cur) {
+		if !slices.Contains(addrs(old), a) {
+			added = append(added, a)
+		}
+	}
+	for _, a := range addrs(old) {
+		if !slices.Contains(addrs(cur), a) {
+			removed = append(removed, a)
+		}
+	}
+	for name, p := range curPools {
+		if op, ok := oldPools[name]; !ok || !reflect.DeepEqual(op.Config, p.Config) {
+			changedPools = append(changedPools, name)
+		}
+	}
+	for name := range oldPools {
+		if _, ok := curPools[name]; !ok {
+			changedPools = append(changedPools, name+" (removed)")
+		}
+	}
+	slices.Sort(changedPools)
+	return []zap.Field{
+		zap.Strings("listeners_added", added),
+		zap.Strings("listeners_removed", removed),
+		zap.Strings("pools_changed", changedPools),
+	}
+}

@@ -1,0 +1,273 @@
+package l4
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/clienthello"
+)
+
+// maxClientHello caps the ClientHello l4edge reads before routing.
+const maxClientHello = 16 << 10
+
+// conn is one client connection while it is handled. forceClose may be
+// called from other goroutines (shutdown, close_on_unhealthy).
+type conn struct {
+	client     *net.TCPConn
+	backend    atomic.Pointer[net.TCPConn]
+	backendRef atomic.Pointer[balancer.Backend]
+	forced     atomic.Pointer[string]
+	meta       atomic.Pointer[connMeta]
+}
+
+// connMeta is what Connections reports of a routed connection.
+type connMeta struct {
+	listener, route, pool, backend string
+	start                          time.Time
+}
+
+// forceClose ends the connection from outside with a close reason.
+func (c *conn) forceClose(reason string) {
+	c.forced.CompareAndSwap(nil, &reason)
+	c.client.Close()
+	if b := c.backend.Load(); b != nil {
+		b.Close()
+	}
+}
+
+// handle runs one connection from accept to the access log.
+func (s *Server) handle(l *listener, client *net.TCPConn) {
+	defer s.handlers.Done()
+	lr := l.rt.Load()
+	rec := &Record{Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
+	c := &conn{client: client}
+	l.active.Add(1)
+	defer func() {
+		client.Close()
+		l.active.Add(-1)
+		if p := c.forced.Load(); p != nil {
+			rec.Close = *p
+		}
+		rec.Duration = time.Since(rec.Start)
+		s.finish(rec, lr.rt.Config.Log.AccessEnabled())
+	}()
+	if !s.track(c) {
+		rec.Close = CloseShutdown
+		return
+	}
+	defer s.untrack(c)
+
+	if m := lr.cfg.MaxConnections; m > 0 && l.active.Load() > int64(m) {
+		l.refused.Add(1)
+		rec.Close = CloseLimit
+		return
+	}
+	dst := addrPort(client.LocalAddr())
+	if reason, err := s.readProxyHeader(lr, client, rec, &dst); reason != "" {
+		rec.Close, rec.Err = reason, err
+		return
+	}
+	if m := lr.cfg.MaxConnectionsPerIP; m > 0 {
+		key := clientKey(rec.Client.Addr(), lr.cfg.IPv6PrefixLength)
+		if !l.perIP.acquire(key, m) {
+			l.refused.Add(1)
+			rec.Close = CloseLimit
+			return
+		}
+		defer l.perIP.release(key)
+	}
+	s.serveRoute(lr, c, rec, dst)
+}
+
+// serveRoute inspects the ClientHello, routes, terminates or passes TLS
+// through, dials the backend and relays.
+func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip.AddrPort) {
+	client := c.client
+	var raw []byte
+	var hello *clienthello.Info
+	r := lr.catchAll
+	if lr.inspect {
+		var reason string
+		var err error
+		raw, hello, r, reason, err = s.inspect(lr, client)
+		if reason != "" {
+			rec.Close, rec.Err = reason, err
+			return
+		}
+	}
+	if hello != nil {
+		rec.SNI = hello.ServerName
+		if len(hello.ALPN) > 0 {
+			rec.ALPN = hello.ALPN[0]
+		}
+		if tp := lr.rt.TLS; tp != nil && tp.IsChallenge(hello.ServerName, hello.ALPN) {
+			rec.TLS, rec.Close = TLSTerminate, CloseACMEChallenge
+			rec.Err = tp.ServeChallenge(&replayConn{Conn: client, buf: raw}, lr.cfg.HandshakeTimeout)
+			return
+		}
+	}
+	if r == nil {
+		rec.Close = CloseNoRoute
+		return
+	}
+	rec.Route, rec.Pool = r.name, r.pool.Name
+	front := leg{conn: client, tcp: client}
+	if r.tlsConfig != nil {
+		tc, err := handshake(client, raw, r.tlsConfig, lr.cfg.HandshakeTimeout)
+		if err != nil {
+			rec.TLS, rec.Close, rec.Err = TLSTerminate, CloseHandshakeFailed, err
+			return
+		}
+		st := tc.ConnectionState()
+		rec.TLS, rec.SNI, rec.ALPN = TLSTerminate, st.ServerName, st.NegotiatedProtocol
+		front.conn, raw = tc, nil
+	} else if hello != nil {
+		rec.TLS = TLSPassthrough
+	}
+
+	ctx, cancel := context.WithTimeout(s.ctx, dialBudget(r.pool))
+	backend, b, err := r.pool.Dial(ctx, rec.Client.Addr())
+	cancel()
+	if err != nil {
+		rec.Close, rec.Err = CloseDialFailed, err
+		if errors.Is(err, balancer.ErrNoBackend) {
+			rec.Close = CloseNoBackend
+		}
+		return
+	}
+	defer b.Release()
+	defer backend.Close()
+	rec.Backend = b.Address
+	c.backend.Store(backend)
+	c.backendRef.Store(b)
+	c.meta.Store(&connMeta{listener: rec.Listener, route: rec.Route, pool: rec.Pool, backend: b.Address, start: rec.Start})
+	if c.forced.Load() != nil { // shutdown raced with the dial
+		return
+	}
+
+	preamble := s.proxyHeader(r, rec, hello, front, dst)
+	preamble = append(preamble, raw...)
+	if len(preamble) > 0 {
+		_ = backend.SetWriteDeadline(time.Now().Add(r.pool.Config.ConnectTimeout))
+		if _, err := backend.Write(preamble); err != nil {
+			rec.Close, rec.Err = CloseBackendClosed, fmt.Errorf("write to backend %s: %w", b.Address, err)
+			b.ReportFailure(rec.Err)
+			return
+		}
+		_ = backend.SetWriteDeadline(time.Time{})
+		rec.BytesToBackend = int64(len(raw))
+	}
+
+	res := s.relayer.relay(front, leg{conn: backend, tcp: backend}, r.pool.Config.IdleTimeout)
+	rec.BytesToBackend += res.toBackend
+	rec.BytesToClient = res.toClient
+	rec.Close, rec.Err = res.reason, res.err
+	switch {
+	case res.toClient > 0:
+		b.ReportSuccess()
+	case res.reason == CloseBackendClosed && res.err != nil:
+		// Reset before any byte came back: a passive failure.
+		b.ReportFailure(fmt.Errorf("backend %s reset before replying: %w", b.Address, res.err))
+	}
+}
+
+// dialBudget bounds all of a pool's dial attempts together.
+func dialBudget(p *balancer.Pool) time.Duration {
+	return time.Duration(max(p.Config.ConnectAttempts, 1))*p.Config.ConnectTimeout + time.Second
+}
+
+// inspect reads the ClientHello within inspect_timeout and picks a route.
+// A reason other than "" ends the connection.
+func (s *Server) inspect(lr *listenerRuntime, client *net.TCPConn) (raw []byte, info *clienthello.Info, r *route, reason string, err error) {
+	_ = client.SetReadDeadline(time.Now().Add(lr.cfg.InspectTimeout))
+	raw, info, err = clienthello.Read(client, maxClientHello)
+	_ = client.SetReadDeadline(time.Time{})
+	switch {
+	case err == nil:
+		if r = lr.pick(info.ServerName, info.ALPN); r == nil {
+			return raw, info, nil, CloseNoRoute, nil
+		}
+		return raw, info, r, "", nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Nothing (or no full hello) came in time. A silent client may be a
+		// server-first protocol: the catch-all gets it.
+		if len(raw) == 0 && lr.catchAll != nil {
+			return raw, nil, lr.catchAll, "", nil
+		}
+		return raw, nil, nil, CloseInspectTimeout, err
+	case errors.Is(err, clienthello.ErrNotTLS):
+		if lr.catchAll != nil {
+			return raw, nil, lr.catchAll, "", nil
+		}
+		return raw, nil, nil, CloseNoRoute, err
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+		return raw, nil, nil, CloseClientClosed, err
+	}
+	return raw, nil, nil, CloseInvalidClientHello, err
+}
+
+// handshake terminates TLS within timeout; the TLS server first reads the
+// ClientHello bytes that inspection consumed.
+func handshake(client *net.TCPConn, raw []byte, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
+	var under net.Conn = client
+	if len(raw) > 0 {
+		under = &replayConn{Conn: client, buf: raw}
+	}
+	tc := tls.Server(under, cfg)
+	if timeout > 0 {
+		_ = client.SetDeadline(time.Now().Add(timeout))
+	}
+	err := tc.Handshake()
+	_ = client.SetDeadline(time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// replayConn returns buf before reading from the connection. It embeds the
+// net.Conn interface, not *net.TCPConn, so it exposes no ReadFrom/WriteTo
+// that would bypass Read; it is used only under crypto/tls, never spliced.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+// Read returns the replayed bytes first.
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.buf) > 0 {
+		n := copy(p, r.buf)
+		r.buf = r.buf[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// finish writes the access log entry (when the connection's runtime has the
+// access log on) and reports the record.
+func (s *Server) finish(rec *Record, accessLog bool) {
+	if accessLog && s.opts.AccessLog != nil {
+		s.opts.AccessLog.Info("connection", rec.fields()...)
+	}
+	if s.opts.OnDone != nil {
+		s.opts.OnDone(rec)
+	}
+}

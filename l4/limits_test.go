@@ -1,0 +1,194 @@
+package l4
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/config"
+)
+
+// blackhole returns a loopback address whose SYNs go unanswered: a socket
+// listening with backlog 0 that nobody accepts, its queue filled first.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}).String()
+	// Fill the accept queue until a dial no longer completes.
+	for i := range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = i
+	}
+	t.Skip("could not fill a backlog-0 accept queue on this kernel")
+	return ""
+}
+
+// A backend that never answers the handshake is left after connect_timeout
+// and the next backend serves the client, which sees no error.
+func TestConnectTimeoutMovesOn(t *testing.T) {
+	hole := blackhole(t)
+	good := startBackend(t, "", nameHandler("good"))
+	p := testPool("p", hole, good.addr())
+	p.ConnectTimeout = 300 * time.Millisecond
+	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
+	start := time.Now()
+	if reply := ask(t, h.addr("l"), "hi"); reply != "good hi" {
+		t.Fatalf("reply %q", reply)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("took %s; want about the 300ms connect timeout", el)
+	}
+	if f := h.rt.Pools["p"].Backend(hole).Snapshot().Failures; f != 1 {
+		t.Fatalf("black hole failures %d, want 1", f)
+	}
+}
+
+// With max_connections 5 the sixth concurrent connection is closed at once
+// with close: limit; after one closes a new one is served.
+func TestMaxConnections(t *testing.T) {
+	back := startBackend(t, "", echoHandler)
+	l := testListener("l", catchAll("p"))
+	l.MaxConnections = 5
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	var open []net.Conn
+	for i := range 5 {
+		c, err := net.Dial("tcp", h.addr("l"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Prove each is served end to end before opening the next.
+		_, _ = c.Write([]byte("x"))
+		buf := make([]byte, 1)
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("connection %d not served: %v", i, err)
+		}
+		open = append(open, c)
+	}
+	sixth, err := net.Dial("tcp", h.addr("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if b, err := readAllTimeout(sixth, 3*time.Second); err != nil || len(b) != 0 {
+		t.Fatalf("sixth connection: %q, %v; want immediate close", b, err)
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("sixth connection was not closed at once")
+	}
+	if rec := h.next(3 * time.Second); rec.Close != CloseLimit {
+		t.Fatalf("record close %q, want limit", rec.Close)
+	}
+	open[0].Close()
+	if rec := h.next(3 * time.Second); rec.Close != CloseClientClosed {
+		t.Fatalf("record close %q, want client_closed", rec.Close)
+	}
+	c, err := net.Dial("tcp", h.addr("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("y"))
+	buf := make([]byte, 1)
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(buf); err != nil || buf[0] != 'y' {
+		t.Fatalf("connection after a slot freed: %v", err)
+	}
+	if st := h.srv.Listeners()[0]; st.Refused != 1 {
+		t.Fatalf("refused %d, want 1", st.Refused)
+	}
+}
+
+// Bad peers end only their own connection, with a clear reason, and leave
+// no goroutine or descriptor behind; a healthy connection keeps flowing.
+func TestBadPeersAreIsolated(t *testing.T) {
+	resetter := startBackend(t, "", func(c *net.TCPConn) {
+		buf := make([]byte, 4)
+		_, _ = c.Read(buf)
+		_ = c.SetLinger(0) // RST instead of FIN
+		c.Close()
+	})
+	echo := startBackend(t, "", echoHandler)
+	route := func(name, sni, pool string) config.Route {
+		return config.Route{Name: name, Pool: pool, Match: &config.Match{SNI: []string{sni}}}
+	}
+	l := testListener("l", route("tls", "example.com", "echo"), catchAll("reset"))
+	l.InspectTimeout = 300 * time.Millisecond
+	plain := testListener("plain", catchAll("echo"))
+	h := startProxy(t, testConfig([]*config.Pool{testPool("echo", echo.addr()), testPool("reset", resetter.addr())}, l, plain), nil)
+
+	// A long-lived healthy connection that must keep working throughout.
+	keeper, err := net.Dial("tcp", h.addr("plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	echoOnce := func() {
+		t.Helper()
+		_, _ = keeper.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		_ = keeper.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := keeper.Read(buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("healthy connection broke: %q %v", buf, err)
+		}
+	}
+	echoOnce()
+	done := leakCheck(t)
+
+	cases := []struct {
+		name string
+		run  func(c net.Conn)
+		want string
+	}{
+		{"silent client", func(c net.Conn) { time.Sleep(600 * time.Millisecond) }, CloseInspectTimeout},
+		{"garbage bytes", func(c net.Conn) { _, _ = c.Write([]byte("\x16\x03\x01\xff\xffgarbage")) }, CloseInvalidClientHello},
+		{"client reset mid-hello", func(c net.Conn) {
+			_, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x40, 0x01})
+			time.Sleep(50 * time.Millisecond)
+			_ = c.(*net.TCPConn).SetLinger(0)
+		}, CloseClientClosed},
+		{"backend reset mid-stream", func(c net.Conn) {
+			_, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			_, _ = readAllTimeout(c, 3*time.Second)
+		}, CloseBackendClosed},
+	}
+	for _, tc := range cases {
+		c, err := net.Dial("tcp", h.addr("l"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.run(c)
+		c.Close()
+		rec := h.next(5 * time.Second)
+		if rec.Close != tc.want {
+			t.Fatalf("%s: close %q (err %v), want %q", tc.name, rec.Close, rec.Err, tc.want)
+		}
+		if tc.want == CloseBackendClosed && (rec.Err == nil || !strings.Contains(rec.Err.Error(), "reset")) {
+			t.Fatalf("%s: error %v, want a reset", tc.name, rec.Err)
+		}
+		echoOnce()
+	}
+	done()
+}

@@ -1,0 +1,129 @@
+package l4
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/clienthello"
+	"github.com/l4edge/l4edge/l4/proxyproto"
+)
+
+// readProxyHeader handles proxy_protocol_in. From a trusted peer a header is
+// required within the timeout and replaces the client (and destination)
+// address; a LOCAL header keeps the socket addresses. From an untrusted peer
+// a header is never honoured: a connection that starts with one is closed.
+// A non-empty reason ends the connection.
+func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, rec *Record, dst *netip.AddrPort) (string, error) {
+	ppi := lr.cfg.ProxyProtocolIn
+	if ppi == nil {
+		return "", nil
+	}
+	if !lr.isTrusted(rec.Client.Addr()) {
+		return s.rejectForgedHeader(lr, client, rec)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(ppi.Timeout))
+	h, err := proxyproto.Read(client)
+	_ = client.SetReadDeadline(time.Time{})
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return CloseProxyHeaderTimeout, fmt.Errorf("no PROXY header from trusted peer %s within %s", rec.Client, ppi.Timeout)
+		}
+		return CloseInvalidProxyHeader, fmt.Errorf("PROXY header from trusted peer %s: %w", rec.Client, err)
+	}
+	if h.Command == proxyproto.Proxy && h.Source.IsValid() {
+		rec.Client = netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port())
+		if h.Destination.IsValid() {
+			*dst = h.Destination
+		}
+	}
+	return "", nil
+}
+
+// rejectForgedHeader peeks, without consuming, at what an untrusted peer
+// sent first. A listener that waits for a ClientHello anyway waits up to
+// inspect_timeout for the first bytes; one that serves server-first
+// protocols only looks at what has already arrived.
+func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, rec *Record) (string, error) {
+	wait := lr.inspect
+	deadline := lr.cfg.InspectTimeout
+	if !wait {
+		deadline = lr.cfg.ProxyProtocolIn.Timeout
+	}
+	_ = client.SetReadDeadline(time.Now().Add(deadline))
+	defer client.SetReadDeadline(time.Time{})
+	rc, err := client.SyscallConn()
+	if err != nil {
+		return CloseClientClosed, err
+	}
+	var buf [16]byte
+	forged := false
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, e := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if e == unix.EAGAIN {
+			return !wait // nothing yet: a server-first listener goes on
+		}
+		if e != nil || n == 0 {
+			return true // error or EOF: the next step reports it
+		}
+		match, more := proxyproto.HasSignaturePrefix(buf[:n])
+		forged = match
+		return !more
+	})
+	if forged {
+		return CloseUntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", rec.Client)
+	}
+	// A deadline here is not this step's verdict: inspection reports it.
+	_ = err
+	return "", nil
+}
+
+// proxyHeader builds the PROXY header a pool sends first on each backend
+// connection, or nil. v2 carries ALPN and AUTHORITY when known, and the SSL
+// TLV on terminated routes.
+func (s *Server) proxyHeader(r *route, rec *Record, hello *clienthello.Info, front leg, dst netip.AddrPort) []byte {
+	var version int
+	switch r.pool.Config.ProxyProtocol {
+	case "v1":
+		version = 1
+	case "v2":
+		version = 2
+	default:
+		return nil
+	}
+	h := &proxyproto.Header{Version: version, Command: proxyproto.Proxy, Source: rec.Client, Destination: dst}
+	if !rec.Client.IsValid() || !dst.IsValid() {
+		h.Command = proxyproto.Local
+	}
+	if version == 2 {
+		h.Authority = rec.SNI
+		if tc, ok := front.conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			if st.NegotiatedProtocol != "" {
+				h.ALPN = []byte(st.NegotiatedProtocol)
+			}
+			h.SSL = &proxyproto.SSLInfo{Client: proxyproto.ClientSSL, Version: tlsVersionName(st.Version)}
+		} else if hello != nil && len(hello.ALPN) == 1 {
+			// Passthrough: the negotiated protocol is known only when the
+			// client offered exactly one.
+			h.ALPN = []byte(hello.ALPN[0])
+		}
+	}
+	return h.Append(make([]byte, 0, 256))
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return tls.VersionName(v)
+}

@@ -1,0 +1,187 @@
+package l4
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// leg is one side of a relayed connection: conn is what bytes are read from
+// and written to (the TCP socket itself, or a *tls.Conn over it), tcp is the
+// socket underneath.
+type leg struct {
+	conn net.Conn
+	tcp  *net.TCPConn
+}
+
+// relayResult is what a relay reports back: the bytes moved each way, which
+// side ended the connection, and the error behind an abnormal end.
+type relayResult struct {
+	toBackend int64
+	toClient  int64
+	reason    string
+	err       error
+}
+
+// relayer moves bytes between a client and a backend. It holds the copy
+// buffers for legs that cannot splice (terminated TLS).
+type relayer struct {
+	bufs sync.Pool
+}
+
+// copyBufferSize is one TLS record's worth of plaintext.
+const copyBufferSize = 16 << 10
+
+func newRelayer() *relayer {
+	r := &relayer{}
+	r.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	return r
+}
+
+// relay moves bytes both ways until both directions are done: when one side
+// sends FIN the other side's write half is shut and the other direction
+// keeps going (half-close); an error on either direction closes both. It
+// returns when both directions have ended; the caller closes the conns.
+// With idle > 0 a connection on which no byte arrived from either side for
+// idle ends with idle_timeout.
+func (r *relayer) relay(client, backend leg, idle time.Duration) relayResult {
+	w := newIdleWatch(client.tcp, backend.tcp, idle)
+	type outcome struct {
+		n       int64
+		err     error
+		idleOut bool
+		at      time.Time
+	}
+	up := make(chan outcome, 1)
+	go func() {
+		n, err, idleOut := r.pipe(backend, client, w)
+		up <- outcome{n, err, idleOut, time.Now()}
+	}()
+	dn, derr, didle := r.pipe(client, backend, w)
+	downAt := time.Now()
+	u := <-up
+
+	res := relayResult{toBackend: u.n, toClient: dn}
+	// The direction that ended first says who closed.
+	clientFirst := !u.at.After(downAt)
+	switch {
+	case u.idleOut || didle:
+		res.reason = CloseIdleTimeout
+	case clientFirst:
+		res.reason, res.err = CloseClientClosed, u.err
+	default:
+		res.reason, res.err = CloseBackendClosed, derr
+	}
+	if res.err == nil {
+		res.err = firstErr(u.err, derr)
+	}
+	return res
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// pipe copies src to dst until EOF or an error. On EOF it shuts dst's write
+// half so the peer sees the FIN; on an error it closes both sides so the
+// other direction ends too. It reports whether it ended by idle timeout.
+func (r *relayer) pipe(dst, src leg, w *idleWatch) (total int64, err error, idleOut bool) {
+	for {
+		w.arm(dst, src)
+		n, err := r.copyOnce(dst, src)
+		total += n
+		if err != nil && w.enabled() && errors.Is(err, os.ErrDeadlineExceeded) && w.stillActive() {
+			continue
+		}
+		if err == nil {
+			closeWrite(dst)
+			return total, nil, false
+		}
+		idleOut = errors.Is(err, os.ErrDeadlineExceeded)
+		// Unblock the other direction.
+		src.conn.Close()
+		dst.conn.Close()
+		if isClosedErr(err) {
+			err = nil // closed by the other direction or by shutdown: not this side's fault
+		}
+		return total, err, idleOut
+	}
+}
+
+// copyOnce copies until EOF or an error. Between two TCP sockets io.Copy
+// reaches (*net.TCPConn).ReadFrom, which splices in the kernel: no wrapper
+// may ever sit on either side of that call.
+func (r *relayer) copyOnce(dst, src leg) (int64, error) {
+	if dst.conn == net.Conn(dst.tcp) && src.conn == net.Conn(src.tcp) {
+		return io.Copy(dst.tcp, src.tcp)
+	}
+	return r.copyBuffered(dst, src)
+}
+
+// copyBuffered copies through a pooled buffer. When the source is a plain
+// socket it first waits for readability without a buffer, so an idle
+// connection pins none; a *tls.Conn source keeps its buffer during Read,
+// because crypto/tls may hold whole records already read from the socket.
+func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
+	var total int64
+	plain := src.conn == net.Conn(src.tcp)
+	for {
+		if plain {
+			if err := waitReadable(src.tcp); err != nil {
+				return total, err
+			}
+		}
+		bp := r.bufs.Get().(*[]byte)
+		n, rerr := src.conn.Read(*bp)
+		var werr error
+		if n > 0 {
+			_, werr = dst.conn.Write((*bp)[:n])
+			total += int64(n)
+		}
+		r.bufs.Put(bp)
+		if werr != nil {
+			return total, werr
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// waitReadable blocks until the socket has bytes (or EOF, or an error) to
+// read, honouring its read deadline, without reading them.
+func waitReadable(c *net.TCPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var probe [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, e := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return e != unix.EAGAIN
+	})
+}
+
+// closeWrite passes a FIN (and for TLS a close_notify) on to the peer.
+func closeWrite(l leg) {
+	if tc, ok := l.conn.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = l.tcp.CloseWrite()
+}
+
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,259 @@
+package l4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/balancer"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Log receives the server's own logs.
+	Log *zap.Logger
+	// AccessLog receives one "connection" entry per finished connection
+	// while the runtime's log.access is on; nil turns it off entirely.
+	AccessLog *zap.Logger
+	// OnDone, if set, is called with every finished connection's record
+	// (metrics). It must not keep the record.
+	OnDone func(*Record)
+	// KeepAlive is the TCP keepalive period of client connections (default 30s).
+	KeepAlive time.Duration
+}
+
+// Server runs listeners against the current Runtime.
+type Server struct {
+	opts    Options
+	log     *zap.Logger
+	relayer *relayer
+	ctx     context.Context // cancelled at shutdown: aborts dials
+	cancel  context.CancelFunc
+
+	current atomic.Pointer[Runtime]
+
+	mu        sync.Mutex
+	listeners map[string]*listener // by configured listen address
+	conns     map[*conn]struct{}
+	closing   bool
+	handlers  sync.WaitGroup
+	accepters sync.WaitGroup
+}
+
+// NewServer returns a server with no listeners; Apply gives it some.
+func NewServer(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:      opts,
+		log:       opts.Log,
+		relayer:   newRelayer(),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: map[string]*listener{},
+		conns:     map[*conn]struct{}{},
+	}
+}
+
+// Runtime returns the runtime new connections use.
+func (s *Server) Runtime() *Runtime { return s.current.Load() }
+
+// Apply makes rt current. Listeners whose address is unchanged keep their
+// socket; new ones are bound first (if any bind fails, nothing changes and
+// the error names the listener); removed ones stop accepting while their
+// open connections finish.
+func (s *Server) Apply(rt *Runtime) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errors.New("server is shutting down")
+	}
+	fresh := map[string]*listener{}
+	for addr, lr := range rt.listeners {
+		if _, ok := s.listeners[addr]; ok {
+			continue
+		}
+		ln, err := s.bind(lr)
+		if err != nil {
+			for _, l := range fresh {
+				l.ln.Close()
+			}
+			return err
+		}
+		fresh[addr] = ln
+	}
+	s.current.Store(rt)
+	for addr, l := range s.listeners {
+		if lr, ok := rt.listeners[addr]; ok {
+			l.rt.Store(lr)
+			continue
+		}
+		l.ln.Close()
+		delete(s.listeners, addr)
+		s.log.Info("listener removed", zap.String("listener", l.rt.Load().cfg.Name), zap.String("address", addr))
+	}
+	for addr, l := range fresh {
+		s.listeners[addr] = l
+		s.accepters.Add(1)
+		go l.serve()
+		s.log.Info("listening", zap.String("listener", l.rt.Load().cfg.Name), zap.Stringer("address", l.ln.Addr()))
+	}
+	return nil
+}
+
+func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
+	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", lr.cfg.Listen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listeners[%d].listen: address %q already in use; stop the other process or pick another port", lr.index, lr.cfg.Listen)
+		}
+		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+	}
+	l := &listener{srv: s, addr: lr.cfg.Listen, ln: ln.(*net.TCPListener), perIP: newIPLimiter()}
+	l.rt.Store(lr)
+	return l, nil
+}
+
+// Addr returns the bound address of the listener with the given name, or
+// nil. Tests use it to find ports bound as ":0".
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.rt.Load().cfg.Name == name {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Listeners returns a snapshot of every listener's counters.
+func (s *Server) Listeners() []ListenerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ListenerStats, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		out = append(out, l.stats())
+	}
+	return out
+}
+
+// ActiveConnections returns the number of connections being handled.
+func (s *Server) ActiveConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// track registers a connection for shutdown; it fails once shutdown began.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// CloseBackend closes every open connection to one backend with the given
+// reason (close_on_unhealthy). It returns how many it closed.
+func (s *Server) CloseBackend(b *balancer.Backend, reason string) int {
+	s.mu.Lock()
+	var victims []*conn
+	for c := range s.conns {
+		if c.backendRef.Load() == b {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.forceClose(reason)
+	}
+	return len(victims)
+}
+
+// Shutdown stops accepting at once, lets open connections finish until ctx
+// is done, then closes what remains with close reason "shutdown". It returns
+// when every handler has ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+	s.mu.Unlock()
+	s.accepters.Wait()
+
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			c.forceClose(CloseShutdown)
+		}
+		s.mu.Unlock()
+		s.cancel()
+		err = fmt.Errorf("shutdown grace over: closed %d open connections", n)
+		<-done
+	}
+	s.cancel()
+	return err
+}
+
+// ConnInfo is a snapshot of one open connection for status and metrics.
+type ConnInfo struct {
+	Listener, Route, Pool, Backend string
+	Start                          time.Time
+	// ReceivedFromClient and ReceivedFromBackend are the kernel's byte
+	// counters of the two sockets (TCP_INFO bytes_received): live progress
+	// of a connection whose splice reports its totals only when it ends.
+	ReceivedFromClient, ReceivedFromBackend uint64
+}
+
+// Connections returns a snapshot of every open connection that has a route.
+func (s *Server) Connections() []ConnInfo {
+	s.mu.Lock()
+	list := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	s.mu.Unlock()
+	out := make([]ConnInfo, 0, len(list))
+	for _, c := range list {
+		m := c.meta.Load()
+		if m == nil {
+			continue
+		}
+		ci := ConnInfo{Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start,
+			ReceivedFromClient: tcpBytesReceived(c.client)}
+		if b := c.backend.Load(); b != nil {
+			ci.ReceivedFromBackend = tcpBytesReceived(b)
+		}
+		out = append(out, ci)
+	}
+	return out
+}
