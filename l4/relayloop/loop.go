@@ -1,0 +1,290 @@
+package relayloop
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// pipeSize is what one splice moves at most: the default pipe capacity.
+	pipeSize = 64 << 10
+	// budget is how many splices one flow may make per wake-up.
+	budget = 16
+	// maxFreePipes bounds the pipes a loop keeps for reuse.
+	maxFreePipes = 64
+	// sweepEvery is how often idle timeouts are checked.
+	sweepEvery = 100 * time.Millisecond
+	// wakeID marks the loop's eventfd in epoll data.
+	wakeID = int32(-1)
+)
+
+type pipe struct{ r, w int }
+
+// loop is one epoll instance and the flows registered with it. Only the
+// loop's goroutine touches a flow's directions; other goroutines add flows
+// and request closes under mu and wake the loop through an eventfd.
+type loop struct {
+	epfd, wakefd int
+
+	mu        sync.Mutex
+	flows     []*Flow // by id; nil slots are free
+	free      []uint32
+	closeReqs []*Flow
+	stopping  bool
+	stopped   chan struct{}
+
+	// Loop-goroutine state.
+	pipes   []*pipe
+	pending []*Flow
+	toClose []int
+
+	idleN atomic.Int64 // open flows with an idle timeout
+}
+
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("relay: epoll_create1: %w", err)
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("relay: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, fmt.Errorf("relay: epoll_ctl eventfd: %w", err)
+	}
+	return &loop{epfd: epfd, wakefd: wfd, stopped: make(chan struct{})}, nil
+}
+
+// add registers a flow's two sockets, edge-triggered. Registration reports
+// whatever is already readable or writable, so nothing is missed.
+func (l *loop) add(f *Flow) error {
+	l.mu.Lock()
+	if l.stopping {
+		l.mu.Unlock()
+		return fmt.Errorf("relay: shutting down")
+	}
+	if n := len(l.free); n > 0 {
+		f.id = l.free[n-1]
+		l.free = l.free[:n-1]
+		l.flows[f.id] = f
+	} else {
+		f.id = uint32(len(l.flows))
+		l.flows = append(l.flows, f)
+	}
+	l.mu.Unlock()
+	for side, fd := range f.fds {
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+			Fd:     int32(f.id),
+			Pad:    int32(side),
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			l.mu.Lock()
+			l.flows[f.id] = nil
+			l.free = append(l.free, f.id)
+			l.mu.Unlock()
+			if side == 1 {
+				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, f.fds[0], nil)
+			}
+			return fmt.Errorf("relay: epoll_ctl add: %w", err)
+		}
+	}
+	if f.idle > 0 && l.idleN.Add(1) == 1 {
+		l.requestWake() // the loop must start sweeping
+	}
+	return nil
+}
+
+func (l *loop) requestClose(f *Flow) {
+	l.mu.Lock()
+	l.closeReqs = append(l.closeReqs, f)
+	l.mu.Unlock()
+	l.requestWake()
+}
+
+func (l *loop) requestWake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.stopping = true
+	l.mu.Unlock()
+	l.requestWake()
+	<-l.stopped
+}
+
+// run is the loop: wait, handle the batch, close what finished, sweep.
+func (l *loop) run() {
+	defer close(l.stopped)
+	events := make([]unix.EpollEvent, 256)
+	batch := make([]*Flow, 0, 256)
+	lastSweep := time.Now()
+	for {
+		timeout := -1
+		if len(l.pending) > 0 {
+			timeout = 0
+		} else if l.hasIdleFlows() {
+			timeout = int(sweepEvery / time.Millisecond)
+		}
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil && err != unix.EINTR {
+			panic(fmt.Sprintf("relay: epoll_wait: %v", err)) // EBADF/EINVAL: a bug, not a condition
+		}
+		l.mu.Lock()
+		batch = batch[:0]
+		for i := 0; i < n; i++ {
+			if events[i].Fd == wakeID {
+				batch = append(batch, nil)
+				continue
+			}
+			batch = append(batch, l.flows[events[i].Fd])
+		}
+		reqs := l.closeReqs
+		l.closeReqs = nil
+		stopping := l.stopping
+		l.mu.Unlock()
+
+		for i, f := range batch {
+			if f == nil {
+				if events[i].Fd == wakeID {
+					var buf [8]byte
+					_, _ = unix.Read(l.wakefd, buf[:])
+				}
+				continue
+			}
+			if f.finished {
+				continue
+			}
+			l.note(f, int(events[i].Pad), events[i].Events)
+			l.pump(f)
+		}
+		l.runPending()
+		for _, f := range reqs {
+			if !f.finished {
+				l.finish(f, Forced, nil)
+			}
+		}
+		if now := time.Now(); now.Sub(lastSweep) >= sweepEvery {
+			l.sweep(now)
+			lastSweep = now
+		}
+		l.closeFinished()
+		if stopping {
+			l.shutdown()
+			return
+		}
+	}
+}
+
+// note records what an event says about one side of a flow.
+func (l *loop) note(f *Flow, side int, ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		f.dirs[side].readable = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		f.dirs[1-side].writable = true
+	}
+}
+
+// runPending gives flows whose budget ran out another turn, once.
+func (l *loop) runPending() {
+	if len(l.pending) == 0 {
+		return
+	}
+	todo := l.pending
+	l.pending = nil
+	for _, f := range todo {
+		f.pending = false
+		if !f.finished {
+			l.pump(f)
+		}
+	}
+}
+
+func (l *loop) hasIdleFlows() bool { return l.idleN.Load() > 0 }
+
+// sweep ends flows idle for longer than their timeout.
+func (l *loop) sweep(now time.Time) {
+	if !l.hasIdleFlows() {
+		return
+	}
+	l.mu.Lock()
+	var idle []*Flow
+	for _, f := range l.flows {
+		if f != nil && f.idle > 0 && !f.finished && now.UnixNano()-f.lastActive.Load() >= int64(f.idle) {
+			idle = append(idle, f)
+		}
+	}
+	l.mu.Unlock()
+	for _, f := range idle {
+		l.finish(f, IdleTimeout, nil)
+	}
+}
+
+func (l *loop) getPipe() (*pipe, error) {
+	if n := len(l.pipes); n > 0 {
+		p := l.pipes[n-1]
+		l.pipes = l.pipes[:n-1]
+		return p, nil
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("relay: pipe2: %w", err)
+	}
+	return &pipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putPipe keeps an empty pipe for reuse; a pipe that still holds bytes (its
+// flow failed) cannot be reused and is closed.
+func (l *loop) putPipe(p *pipe, empty bool) {
+	if empty && len(l.pipes) < maxFreePipes {
+		l.pipes = append(l.pipes, p)
+		return
+	}
+	l.toClose = append(l.toClose, p.r, p.w)
+}
+
+// closeFinished closes the descriptors of flows that ended in this batch.
+func (l *loop) closeFinished() {
+	for _, fd := range l.toClose {
+		unix.Close(fd)
+	}
+	l.toClose = l.toClose[:0]
+}
+
+// shutdown ends every flow still open and releases the loop's descriptors.
+func (l *loop) shutdown() {
+	l.mu.Lock()
+	open := make([]*Flow, 0)
+	for _, f := range l.flows {
+		if f != nil && !f.finished {
+			open = append(open, f)
+		}
+	}
+	l.mu.Unlock()
+	for _, f := range open {
+		f.forced.CompareAndSwap(nil, ptr("shutdown"))
+		l.finish(f, Forced, nil)
+	}
+	l.closeFinished()
+	for _, p := range l.pipes {
+		unix.Close(p.r)
+		unix.Close(p.w)
+	}
+	l.pipes = nil
+	unix.Close(l.wakefd)
+	unix.Close(l.epfd)
+}
+
+func ptr(s string) *string { return &s }

@@ -1,0 +1,150 @@
+package relayloop
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pump moves what it can in both directions of a flow. A flow that used its
+// whole budget with work left is queued for another turn after this batch.
+func (l *loop) pump(f *Flow) {
+	for d := range 2 {
+		if f.finished {
+			return
+		}
+		if l.pumpDir(f, d) && !f.pending {
+			f.pending = true
+			l.pending = append(l.pending, f)
+		}
+	}
+	if !f.finished && f.dirs[0].shut && f.dirs[1].shut {
+		l.finish(f, Reason(f.firstEnd), nil)
+	}
+}
+
+// pumpDir splices direction d (fds[d] -> fds[1-d]) through a pipe until the
+// source is drained, the destination is full, or the budget is spent; it
+// reports whether the budget ran out with work left. On the source's EOF it
+// passes a FIN on with shutdown(SHUT_WR).
+func (l *loop) pumpDir(f *Flow, d int) (more bool) {
+	ds := &f.dirs[d]
+	src, dst := f.fds[d], f.fds[1-d]
+	for spent := 0; ; spent++ {
+		if spent == budget {
+			return ds.inPipe > 0 && ds.writable || ds.inPipe == 0 && ds.readable && !ds.eof
+		}
+		if ds.inPipe > 0 {
+			if !ds.writable {
+				return false // wait for EPOLLOUT
+			}
+			n, err := unix.Splice(ds.pipe.r, nil, dst, nil, ds.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EAGAIN:
+				ds.writable = false
+				return false
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				l.fail(f, 1-d, fmt.Errorf("write to %s: %w", sideName(1-d), err))
+				return false
+			}
+			ds.inPipe -= int(n)
+			f.bytes[d].Add(n)
+			f.lastActive.Store(time.Now().UnixNano())
+			continue
+		}
+		if ds.pipe != nil { // drained: give the pipe back while idle
+			l.putPipe(ds.pipe, true)
+			ds.pipe = nil
+		}
+		if ds.eof {
+			if !ds.shut {
+				ds.shut = true
+				if f.firstEnd < 0 {
+					f.firstEnd = d
+				}
+				if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+					l.fail(f, 1-d, fmt.Errorf("shutdown %s: %w", sideName(1-d), err))
+				}
+			}
+			return false
+		}
+		if !ds.readable {
+			return false // wait for EPOLLIN
+		}
+		p, err := l.getPipe()
+		if err != nil {
+			l.fail(f, d, err)
+			return false
+		}
+		ds.pipe = p
+		n, err := unix.Splice(src, nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EAGAIN:
+			ds.readable = false // the pipe is empty, so the socket is
+		case err == unix.EINTR:
+		case err != nil:
+			l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
+			return false
+		case n == 0:
+			ds.eof = true
+		default:
+			ds.inPipe = int(n)
+			f.lastActive.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+func sideName(side int) string {
+	if side == 0 {
+		return "client"
+	}
+	return "backend"
+}
+
+// fail ends a flow because of an error on one side.
+func (l *loop) fail(f *Flow, side int, err error) {
+	if f.firstEnd < 0 {
+		f.firstEnd = side
+	}
+	l.finish(f, Reason(f.firstEnd), err)
+}
+
+// finish ends a flow: its descriptors are deregistered now and closed after
+// the batch, its id is freed, and done is called in a goroutine.
+func (l *loop) finish(f *Flow, reason Reason, err error) {
+	if f.finished {
+		return
+	}
+	f.finished = true
+	for _, fd := range f.fds {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		l.toClose = append(l.toClose, fd)
+	}
+	for d := range f.dirs {
+		if p := f.dirs[d].pipe; p != nil {
+			l.putPipe(p, f.dirs[d].inPipe == 0)
+			f.dirs[d].pipe = nil
+		}
+	}
+	if f.idle > 0 {
+		l.idleN.Add(-1)
+	}
+	l.mu.Lock()
+	l.flows[f.id] = nil
+	l.free = append(l.free, f.id)
+	l.mu.Unlock()
+
+	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err}
+	if p := f.forced.Load(); p != nil {
+		res.Reason, res.Forced = Forced, *p
+	}
+	if err == nil && reason != Forced && reason != IdleTimeout {
+		res.Err = f.firstErr
+	}
+	if f.done != nil {
+		go f.done(res)
+	}
+}

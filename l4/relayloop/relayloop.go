@@ -1,0 +1,174 @@
+// Package relayloop relays pairs of TCP sockets in a few epoll event loops
+// of its own, with splice(2) through pipes borrowed only while bytes move.
+//
+// An idle relayed connection costs two socket descriptors and one small
+// struct: no goroutine, no buffer, no pipe. Go's own netpoller path keeps two
+// goroutines, two netFDs and a pipe pair per direction for every connection
+// blocked in io.Copy, which is what this package exists to avoid.
+//
+// Each loop is edge-triggered. A flow moves at most a budget of splices per
+// wake-up so one busy flow cannot starve the others on its loop; idle
+// timeouts are swept a few times a second; descriptors of a finished flow
+// are closed only after the batch of events that may still name them.
+package relayloop
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reason says why a flow ended.
+type Reason int
+
+// Reasons a flow ends.
+const (
+	// ClientClosed: the client side ended first (EOF, reset, or a write to it failed).
+	ClientClosed Reason = iota
+	// BackendClosed: the backend side ended first.
+	BackendClosed
+	// IdleTimeout: no byte moved either way for the flow's idle timeout.
+	IdleTimeout
+	// Forced: Flow.Close ended it.
+	Forced
+)
+
+// Result is what a finished flow reports.
+type Result struct {
+	// ToBackend and ToClient are the bytes moved each way.
+	ToBackend, ToClient int64
+	// Reason says which side ended the flow.
+	Reason Reason
+	// Err is the error behind an abnormal end (a reset, a failed write).
+	Err error
+	// Forced is the argument of Flow.Close when Reason is Forced.
+	Forced string
+}
+
+// Relay is a set of event loops.
+type Relay struct {
+	loops []*loop
+	next  atomic.Uint32
+	once  sync.Once
+}
+
+// New starts n event loops (at least 1).
+func New(n int) (*Relay, error) {
+	r := &Relay{}
+	for range max(n, 1) {
+		l, err := newLoop()
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.loops = append(r.loops, l)
+		go l.run()
+	}
+	return r, nil
+}
+
+// Close stops the loops. Flows still open are ended with Forced "shutdown"
+// and their done functions called.
+func (r *Relay) Close() {
+	r.once.Do(func() {
+		for _, l := range r.loops {
+			l.stop()
+		}
+	})
+}
+
+// Start takes over two connected sockets and relays between them until both
+// directions are done; then it closes them and calls done (in a goroutine of
+// its own). The *net.TCPConn values are closed at once: the flow keeps
+// duplicates of their descriptors, outside Go's netpoller. Bytes already
+// read from either socket must have been forwarded before Start.
+func (r *Relay) Start(client, backend *net.TCPConn, idle time.Duration, done func(Result)) (*Flow, error) {
+	cfd, err := detach(client)
+	if err != nil {
+		return nil, fmt.Errorf("relay: take over client socket: %w", err)
+	}
+	bfd, err := detach(backend)
+	if err != nil {
+		unix.Close(cfd)
+		return nil, fmt.Errorf("relay: take over backend socket: %w", err)
+	}
+	client.Close()
+	backend.Close()
+	l := r.loops[int(r.next.Add(1))%len(r.loops)]
+	f := &Flow{loop: l, fds: [2]int{cfd, bfd}, idle: idle, done: done, firstEnd: -1}
+	f.lastActive.Store(time.Now().UnixNano())
+	if err := l.add(f); err != nil {
+		unix.Close(cfd)
+		unix.Close(bfd)
+		return nil, err
+	}
+	return f, nil
+}
+
+// detach duplicates a socket's descriptor (close-on-exec, sharing its
+// non-blocking mode) so the *net.TCPConn can be closed.
+func detach(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// Flow is one relayed connection pair.
+type Flow struct {
+	loop *loop
+	id   uint32
+	fds  [2]int // client, backend
+	dirs [2]direction
+	idle time.Duration
+	done func(Result)
+
+	lastActive atomic.Int64 // unix nanos of the last byte moved
+	bytes      [2]atomic.Int64
+	pending    bool // queued for more work after its budget ran out
+	finished   bool
+	firstEnd   int // side whose direction ended first: 0 client, 1 backend
+	firstErr   error
+	forced     atomic.Pointer[string]
+}
+
+// direction d moves bytes from fds[d] to fds[1-d] through a borrowed pipe.
+type direction struct {
+	pipe     *pipe
+	inPipe   int
+	readable bool // the source may have bytes (or EOF)
+	writable bool // the destination may take bytes
+	eof      bool // the source sent FIN
+	shut     bool // the destination's write half is shut
+}
+
+// Bytes returns the bytes moved so far to the backend and to the client.
+func (f *Flow) Bytes() (toBackend, toClient int64) {
+	return f.bytes[0].Load(), f.bytes[1].Load()
+}
+
+// Close ends the flow from any goroutine; done reports Forced with reason.
+func (f *Flow) Close(reason string) {
+	if f.forced.CompareAndSwap(nil, &reason) {
+		f.loop.requestClose(f)
+	}
+}

@@ -1,0 +1,269 @@
+package relayloop
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pair is a relayed connection: the test holds the client's and the
+// backend's far ends; the relay holds the two middle sockets.
+type pair struct {
+	client, backend *net.TCPConn
+	flow            *Flow
+	done            chan Result
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t testing.TB, ln *net.TCPListener) (near, far *net.TCPConn) {
+	t.Helper()
+	type res struct {
+		c   *net.TCPConn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := ln.AcceptTCP(); ch <- res{c, err} }()
+	d, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.c, d
+}
+
+func listen(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func newPair(t testing.TB, r *Relay, ln *net.TCPListener, idle time.Duration) *pair {
+	t.Helper()
+	proxyClient, client := tcpPair(t, ln) // client dials the proxy
+	proxyBackend, backend := tcpPair(t, ln)
+	p := &pair{client: client, backend: backend, done: make(chan Result, 1)}
+	f, err := r.Start(proxyClient, proxyBackend, idle, func(res Result) { p.done <- res })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.flow = f
+	t.Cleanup(func() { client.Close(); backend.Close() })
+	return p
+}
+
+func newRelay(t testing.TB) *Relay {
+	t.Helper()
+	r, err := New(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (p *pair) result(t testing.TB) Result {
+	t.Helper()
+	select {
+	case r := <-p.done:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("flow did not finish")
+	}
+	return Result{}
+}
+
+// 16 MiB each way at once arrive intact, and the counts match.
+func TestIntegrityBothWays(t *testing.T) {
+	r := newRelay(t)
+	p := newPair(t, r, listen(t), 0)
+	const size = 16 << 20
+	up, down := make([]byte, size), make([]byte, size)
+	_, _ = rand.Read(up)
+	_, _ = rand.Read(down)
+	var wg sync.WaitGroup
+	var gotUp, gotDown []byte
+	send := func(c *net.TCPConn, b []byte) { _, _ = c.Write(b); _ = c.CloseWrite() }
+	wg.Add(4)
+	go func() { defer wg.Done(); send(p.client, up) }()
+	go func() { defer wg.Done(); send(p.backend, down) }()
+	go func() { defer wg.Done(); gotUp, _ = io.ReadAll(p.backend) }()
+	go func() { defer wg.Done(); gotDown, _ = io.ReadAll(p.client) }()
+	wg.Wait()
+	if sha256.Sum256(gotUp) != sha256.Sum256(up) || sha256.Sum256(gotDown) != sha256.Sum256(down) {
+		t.Fatalf("corrupted: up %d/%d down %d/%d bytes", len(gotUp), size, len(gotDown), size)
+	}
+	res := p.result(t)
+	if res.ToBackend != size || res.ToClient != size || res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// The client's FIN reaches the backend, which still answers; the client
+// reads the answer and then EOF; the flow reports client_closed.
+func TestHalfClose(t *testing.T) {
+	r := newRelay(t)
+	p := newPair(t, r, listen(t), 0)
+	_, _ = p.client.Write([]byte("request"))
+	_ = p.client.CloseWrite()
+	req, err := io.ReadAll(p.backend)
+	if err != nil || string(req) != "request" {
+		t.Fatalf("backend read %q, %v", req, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_, _ = p.backend.Write([]byte("late reply"))
+	_ = p.backend.CloseWrite()
+	reply, err := io.ReadAll(p.client)
+	if err != nil || string(reply) != "late reply" {
+		t.Fatalf("client read %q, %v", reply, err)
+	}
+	if res := p.result(t); res.Reason != ClientClosed || res.ToBackend != 7 || res.ToClient != 10 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestBackendResetIsReported(t *testing.T) {
+	r := newRelay(t)
+	p := newPair(t, r, listen(t), 0)
+	_ = p.backend.SetLinger(0)
+	p.backend.Close()
+	res := p.result(t)
+	if res.Reason != BackendClosed || res.Err == nil {
+		t.Fatalf("result %+v, want backend_closed with an error", res)
+	}
+	if _, err := io.ReadAll(p.client); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Logf("client sees %v", err)
+	}
+}
+
+// Idle flows end after their timeout; a flow moving bytes one way does not.
+func TestIdleTimeout(t *testing.T) {
+	r := newRelay(t)
+	ln := listen(t)
+	quiet := newPair(t, r, ln, 300*time.Millisecond)
+	busy := newPair(t, r, ln, 300*time.Millisecond)
+	stop := time.After(900 * time.Millisecond)
+	go func() { _, _ = io.Copy(io.Discard, busy.backend) }()
+loop:
+	for {
+		select {
+		case <-stop:
+			break loop
+		case <-time.After(50 * time.Millisecond):
+			if _, err := busy.client.Write([]byte("tick")); err != nil {
+				t.Fatalf("busy flow cut: %v", err)
+			}
+		}
+	}
+	res := quiet.result(t)
+	if res.Reason != IdleTimeout {
+		t.Fatalf("quiet flow: %+v", res)
+	}
+	select {
+	case res := <-busy.done:
+		t.Fatalf("busy flow ended: %+v", res)
+	default:
+	}
+	busy.flow.Close("test")
+	if res := busy.result(t); res.Reason != Forced || res.Forced != "test" || res.ToBackend == 0 {
+		t.Fatalf("forced: %+v", res)
+	}
+}
+
+// Idle flows hold two descriptors each and no goroutine.
+func TestIdleFlowsCostTwoDescriptors(t *testing.T) {
+	r := newRelay(t)
+	ln := listen(t)
+	const n = 200
+	g0 := runtime.NumGoroutine()
+	f0 := countFDs(t)
+	pairs := make([]*pair, 0, n)
+	for range n {
+		pairs = append(pairs, newPair(t, r, ln, 0))
+	}
+	// The test holds the two far ends of each pair; the relay the two middles.
+	if got := countFDs(t) - f0; got != 4*n {
+		t.Fatalf("%d descriptors for %d flows, want %d (2 relay + 2 test ends each)", got, n, 4*n)
+	}
+	if g := runtime.NumGoroutine(); g > g0+5 {
+		t.Fatalf("goroutines %d -> %d for %d idle flows", g0, g, n)
+	}
+	for _, p := range pairs {
+		p.client.Close()
+		p.backend.Close()
+	}
+	for _, p := range pairs {
+		p.result(t)
+	}
+	r.Close() // releases the loops' cached pipes too
+	deadline := time.Now().Add(3 * time.Second)
+	for countFDs(t) > f0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := countFDs(t); got > f0 {
+		t.Fatalf("descriptors %d -> %d after every flow ended", f0, got)
+	}
+}
+
+// One flow streaming flat out does not starve small exchanges on its loop.
+func TestFairness(t *testing.T) {
+	r, err := New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ln := listen(t)
+	hog := newPair(t, r, ln, 0)
+	small := newPair(t, r, ln, 0)
+	stop := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, hog.backend) }()
+	go func() {
+		buf := make([]byte, 1<<20)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := hog.client.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	go func() { _, _ = io.Copy(small.backend, small.backend) }() // echo at the backend
+	for i := range 50 {
+		start := time.Now()
+		_, _ = small.client.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		_ = small.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(small.client, buf); err != nil || !bytes.Equal(buf, []byte("ping")) {
+			t.Fatalf("round trip %d: %v", i, err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("round trip %d took %s beside a busy flow", i, el)
+		}
+	}
+}
+
+func countFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
