@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,53 +19,25 @@ import (
 // maxClientHello caps the ClientHello l4edge reads before routing.
 const maxClientHello = 16 << 10
 
-// conn is one client connection while it is handled. forceClose may be
-// called from other goroutines (shutdown, close_on_unhealthy).
-type conn struct {
-	client     *net.TCPConn
-	backend    atomic.Pointer[net.TCPConn]
-	backendRef atomic.Pointer[balancer.Backend]
-	forced     atomic.Pointer[string]
-	meta       atomic.Pointer[connMeta]
-}
-
-// connMeta is what Connections reports of a routed connection.
-type connMeta struct {
-	listener, route, pool, backend string
-	start                          time.Time
-}
-
-// forceClose ends the connection from outside with a close reason.
-func (c *conn) forceClose(reason string) {
-	c.forced.CompareAndSwap(nil, &reason)
-	c.client.Close()
-	if b := c.backend.Load(); b != nil {
-		b.Close()
-	}
-}
-
-// handle runs one connection from accept to the access log.
+// handle runs one connection from accept until the relay takes it over, or
+// to its end. A connection handed to the event loop ends in the loop's
+// completion callback, not here.
 func (s *Server) handle(l *listener, client *net.TCPConn) {
-	defer s.handlers.Done()
 	lr := l.rt.Load()
-	rec := &Record{Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
-	c := &conn{client: client}
+	c := &conn{srv: s, l: l, lr: lr, client: client}
+	c.rec = Record{Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
 	l.active.Add(1)
+	handedOff := false
 	defer func() {
-		client.Close()
-		l.active.Add(-1)
-		if p := c.forced.Load(); p != nil {
-			rec.Close = *p
+		if !handedOff {
+			c.end()
 		}
-		rec.Duration = time.Since(rec.Start)
-		s.finish(rec, lr.rt.Config.Log.AccessEnabled())
 	}()
+	rec := &c.rec
 	if !s.track(c) {
 		rec.Close = CloseShutdown
 		return
 	}
-	defer s.untrack(c)
-
 	if m := lr.cfg.MaxConnections; m > 0 && l.active.Load() > int64(m) {
 		l.refused.Add(1)
 		rec.Close = CloseLimit
@@ -84,15 +55,16 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 			rec.Close = CloseLimit
 			return
 		}
-		defer l.perIP.release(key)
+		c.onEnd(func() { l.perIP.release(key) })
 	}
-	s.serveRoute(lr, c, rec, dst)
+	handedOff = s.serveRoute(lr, c, dst)
 }
 
 // serveRoute inspects the ClientHello, routes, terminates or passes TLS
-// through, dials the backend and relays.
-func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip.AddrPort) {
-	client := c.client
+// through, dials the backend and relays. It reports whether the event loop
+// took the connection over (and will end it).
+func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bool {
+	client, rec := c.client, &c.rec
 	var raw []byte
 	var hello *clienthello.Info
 	r := lr.catchAll
@@ -102,7 +74,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip
 		raw, hello, r, reason, err = s.inspect(lr, client)
 		if reason != "" {
 			rec.Close, rec.Err = reason, err
-			return
+			return false
 		}
 	}
 	if hello != nil {
@@ -113,12 +85,12 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip
 		if tp := lr.rt.TLS; tp != nil && tp.IsChallenge(hello.ServerName, hello.ALPN) {
 			rec.TLS, rec.Close = TLSTerminate, CloseACMEChallenge
 			rec.Err = tp.ServeChallenge(&replayConn{Conn: client, buf: raw}, lr.cfg.HandshakeTimeout)
-			return
+			return false
 		}
 	}
 	if r == nil {
 		rec.Close = CloseNoRoute
-		return
+		return false
 	}
 	rec.Route, rec.Pool = r.name, r.pool.Name
 	front := leg{conn: client, tcp: client}
@@ -126,7 +98,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip
 		tc, err := handshake(client, raw, r.tlsConfig, lr.cfg.HandshakeTimeout)
 		if err != nil {
 			rec.TLS, rec.Close, rec.Err = TLSTerminate, CloseHandshakeFailed, err
-			return
+			return false
 		}
 		st := tc.ConnectionState()
 		rec.TLS, rec.SNI, rec.ALPN = TLSTerminate, st.ServerName, st.NegotiatedProtocol
@@ -143,16 +115,15 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip
 		if errors.Is(err, balancer.ErrNoBackend) {
 			rec.Close = CloseNoBackend
 		}
-		return
+		return false
 	}
-	defer b.Release()
-	defer backend.Close()
+	c.onEnd(b.Release)
 	rec.Backend = b.Address
 	c.backend.Store(backend)
 	c.backendRef.Store(b)
 	c.meta.Store(&connMeta{listener: rec.Listener, route: rec.Route, pool: rec.Pool, backend: b.Address, start: rec.Start})
 	if c.forced.Load() != nil { // shutdown raced with the dial
-		return
+		return false
 	}
 
 	preamble := s.proxyHeader(r, rec, hello, front, dst)
@@ -162,23 +133,20 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, rec *Record, dst netip
 		if _, err := backend.Write(preamble); err != nil {
 			rec.Close, rec.Err = CloseBackendClosed, fmt.Errorf("write to backend %s: %w", b.Address, err)
 			b.ReportFailure(rec.Err)
-			return
+			return false
 		}
 		_ = backend.SetWriteDeadline(time.Time{})
 		rec.BytesToBackend = int64(len(raw))
 	}
 
-	res := s.relayer.relay(front, leg{conn: backend, tcp: backend}, r.pool.Config.IdleTimeout)
-	rec.BytesToBackend += res.toBackend
-	rec.BytesToClient = res.toClient
-	rec.Close, rec.Err = res.reason, res.err
-	switch {
-	case res.toClient > 0:
-		b.ReportSuccess()
-	case res.reason == CloseBackendClosed && res.err != nil:
-		// Reset before any byte came back: a passive failure.
-		b.ReportFailure(fmt.Errorf("backend %s reset before replying: %w", b.Address, res.err))
+	idle := r.pool.Config.IdleTimeout
+	if front.conn == net.Conn(client) && s.loops != nil {
+		if s.relayInLoop(c, backend, idle) {
+			return true
+		}
 	}
+	c.relayDone(s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle))
+	return false
 }
 
 // dialBudget bounds all of a pool's dial attempts together.
@@ -259,15 +227,4 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
-}
-
-// finish writes the access log entry (when the connection's runtime has the
-// access log on) and reports the record.
-func (s *Server) finish(rec *Record, accessLog bool) {
-	if accessLog && s.opts.AccessLog != nil {
-		s.opts.AccessLog.Info("connection", rec.fields()...)
-	}
-	if s.opts.OnDone != nil {
-		s.opts.OnDone(rec)
-	}
 }

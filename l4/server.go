@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
 // Options configure a Server.
@@ -34,7 +36,8 @@ type Server struct {
 	opts    Options
 	log     *zap.Logger
 	relayer *relayer
-	ctx     context.Context // cancelled at shutdown: aborts dials
+	loops   *relayloop.Relay // nil: every connection relays in its own goroutines
+	ctx     context.Context  // cancelled at shutdown: aborts dials
 	cancel  context.CancelFunc
 
 	current atomic.Pointer[Runtime]
@@ -56,7 +59,13 @@ func NewServer(opts Options) *Server {
 		opts.KeepAlive = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	loops, err := relayloop.New(runtime.GOMAXPROCS(0))
+	if err != nil {
+		opts.Log.Warn("no event loops; relaying plain TCP in goroutines", zap.Error(err))
+		loops = nil
+	}
 	return &Server{
+		loops:     loops,
 		opts:      opts,
 		log:       opts.Log,
 		relayer:   newRelayer(),
@@ -221,6 +230,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	s.cancel()
+	if s.loops != nil {
+		s.loops.Close()
+	}
 	return err
 }
 
@@ -228,9 +240,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type ConnInfo struct {
 	Listener, Route, Pool, Backend string
 	Start                          time.Time
-	// ReceivedFromClient and ReceivedFromBackend are the kernel's byte
-	// counters of the two sockets (TCP_INFO bytes_received): live progress
-	// of a connection whose splice reports its totals only when it ends.
+	// ReceivedFromClient and ReceivedFromBackend are live byte counts of a
+	// connection whose totals are final only when it ends: the event loop's
+	// own counts, or for goroutine-relayed (TLS) connections the kernel's
+	// TCP_INFO bytes_received of each socket, which include TLS overhead.
 	ReceivedFromClient, ReceivedFromBackend uint64
 }
 
@@ -248,10 +261,15 @@ func (s *Server) Connections() []ConnInfo {
 		if m == nil {
 			continue
 		}
-		ci := ConnInfo{Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start,
-			ReceivedFromClient: tcpBytesReceived(c.client)}
-		if b := c.backend.Load(); b != nil {
-			ci.ReceivedFromBackend = tcpBytesReceived(b)
+		ci := ConnInfo{Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start}
+		if f := c.flow.Load(); f != nil {
+			tb, tc := f.Bytes()
+			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)
+		} else {
+			ci.ReceivedFromClient = tcpBytesReceived(c.client)
+			if b := c.backend.Load(); b != nil {
+				ci.ReceivedFromBackend = tcpBytesReceived(b)
+			}
 		}
 		out = append(out, ci)
 	}
