@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"crypto/tls"
 	"net"
 	"strings"
 	"testing"
@@ -134,7 +135,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 	route := func(name, sni, pool string) config.Route {
 		return config.Route{Name: name, Pool: pool, Match: &config.Match{SNI: []string{sni}}}
 	}
-	l := testListener("l", route("tls", "example.com", "echo"), catchAll("reset"))
+	l := testListener("l", route("tls", "example.com", "reset"))
 	l.InspectTimeout = 300 * time.Millisecond
 	plain := testListener("plain", catchAll("echo"))
 	h := startProxy(t, testConfig([]*config.Pool{testPool("echo", echo.addr()), testPool("reset", resetter.addr())}, l, plain), nil)
@@ -170,9 +171,10 @@ func TestBadPeersAreIsolated(t *testing.T) {
 			_ = c.(*net.TCPConn).SetLinger(0)
 		}, CloseClientClosed},
 		{"backend reset mid-stream", func(c net.Conn) {
-			_, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "example.com"}))
 			_, _ = readAllTimeout(c, 3*time.Second)
 		}, CloseBackendClosed},
+		{"plain bytes without a catch-all", func(c net.Conn) { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) }, CloseNoRoute},
 	}
 	for _, tc := range cases {
 		c, err := net.Dial("tcp", h.addr("l"))

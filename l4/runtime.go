@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/l4edge/l4edge/balancer"
@@ -104,9 +105,19 @@ func NewRuntime(cfg *config.Config, pools map[string]*balancer.Pool, tlsp TLSPro
 			}
 			lr.routes = append(lr.routes, r)
 		}
-		rt.listeners[lc.Listen] = lr
+		rt.listeners[listenKey(lc)] = lr
 	}
 	return rt, nil
+}
+
+// listenKey identifies a listener across reloads: its address, which
+// validation keeps unique. Port 0 (any free port, used in tests) can repeat,
+// so there the name joins the key.
+func listenKey(lc config.Listener) string {
+	if strings.HasSuffix(lc.Listen, ":0") {
+		return lc.Name + "@" + lc.Listen
+	}
+	return lc.Listen
 }
 
 // parsePrefix accepts a CIDR or a single address.

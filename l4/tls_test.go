@@ -97,7 +97,7 @@ func startMixed(t *testing.T, tweak func(*config.Listener)) *mixedPort {
 	t.Helper()
 	m := &mixedPort{}
 	termCert, termPool := selfSigned(t, "term.test")
-	passCert, passPool := selfSigned(t, "pass.test")
+	passCert, passPool := selfSigned(t, "pass.test", "*.pass.test")
 	m.termPool, m.passPool = termPool, passPool
 	m.termEcho = startBackend(t, "term", nameHandler("term-backend"))
 	m.passBackend = startBackend(t, "pass", func(c *net.TCPConn) {
