@@ -27,6 +27,8 @@ type Config struct {
 	// that are legal but probably not what the operator meant. Validate keeps
 	// them apart from errors: they never fail a load.
 	Warnings []string `yaml:"-"`
+
+	lines map[string]int // key path -> line in the file
 }
 
 // Log configures logging.
