@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -172,6 +173,11 @@ func (p *Pool) Dial(ctx context.Context, client netip.Addr) (*net.TCPConn, *Back
 		}
 		b.Release()
 		lastErr = &DialError{Pool: p.Name, Address: b.Address, Attempt: attempt, Attempts: attempts, Err: unwrapOpError(err)}
+		if localResourceError(err) {
+			// Out of descriptors or memory here: not the backend's fault,
+			// and every other backend would fail the same way.
+			return nil, nil, lastErr
+		}
 		b.ReportFailure(lastErr)
 		if ctx.Err() != nil {
 			break
@@ -205,6 +211,17 @@ func unwrapOpError(err error) error {
 		return op.Err
 	}
 	return err
+}
+
+// localResourceError reports whether a dial failed for lack of local
+// resources (descriptors, buffers, memory) rather than because of the backend.
+func localResourceError(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteAllDown logs the pool's transition to "no healthy backend" once.

@@ -58,8 +58,9 @@ func (l *listener) stats() ListenerStats {
 func (l *listener) serve() {
 	defer l.srv.accepters.Done()
 	var delay time.Duration
-	var lastLog time.Time
+	var lastLog time.Time // kept across recoveries: a flapping limit logs once per interval
 	var suppressed int
+	logged := false // a failure was logged and its recovery not yet
 	for {
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
@@ -71,7 +72,7 @@ func (l *listener) serve() {
 				l.srv.log.Error("accept failed; backing off",
 					zap.String("listener", l.rt.Load().cfg.Name), zap.Error(err),
 					zap.Duration("backoff", delay), zap.Int("suppressed", suppressed))
-				lastLog, suppressed = now, 0
+				lastLog, suppressed, logged = now, 0, true
 			} else {
 				suppressed++
 			}
@@ -79,8 +80,11 @@ func (l *listener) serve() {
 			continue
 		}
 		if delay > 0 {
-			l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
-			delay, lastLog, suppressed = 0, time.Time{}, 0
+			if logged {
+				l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
+				logged = false
+			}
+			delay = 0
 		}
 		l.accepted.Add(1)
 		l.srv.handlers.Add(1)

@@ -56,7 +56,10 @@ func TestSpliceUsedForPassthrough(t *testing.T) {
 	payload := make([]byte, 32<<20)
 	_, _ = rand.Read(payload)
 	echoRoundTrip(t, addr, payload)
-	p.signal(syscall.SIGTERM)
+	// strace does not pass signals on: stop the traced l4edge itself.
+	if err := syscall.Kill(tracedChild(t, p.cmd.Process.Pid), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if code := p.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
@@ -77,6 +80,24 @@ func TestSpliceUsedForPassthrough(t *testing.T) {
 	t.Logf("%d splice calls moved %d bytes", len(calls), moved)
 }
 
+// tracedChild returns the PID of the process strace started.
+func tracedChild(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		t.Fatal("strace has no child")
+	}
+	child, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return child
+}
+
 // SIGTERM with an open, busy connection: it finishes within shutdown_grace,
 // new connections are refused meanwhile, and the process exits 0.
 func TestDrainOnSIGTERM(t *testing.T) {
@@ -86,21 +107,27 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	defer slow.Close()
 	go func() {
-		c, err := slow.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		// Stream for 1.5s after the first byte, then end.
-		buf := make([]byte, 1)
-		_, _ = c.Read(buf)
-		end := time.Now().Add(1500 * time.Millisecond)
-		chunk := bytes.Repeat([]byte("x"), 1024)
-		for time.Now().Before(end) {
-			if _, err := c.Write(chunk); err != nil {
+		for {
+			c, err := slow.Accept()
+			if err != nil {
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			go func() {
+				defer c.Close()
+				// Stream for 1.5s after the first byte, then end.
+				buf := make([]byte, 1)
+				if _, err := c.Read(buf); err != nil {
+					return // a readiness probe
+				}
+				end := time.Now().Add(1500 * time.Millisecond)
+				chunk := bytes.Repeat([]byte("x"), 1024)
+				for time.Now().Before(end) {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
 		}
 	}()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -126,8 +153,8 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	logs := p.accessLogs()
-	if len(logs) != 1 || logs[0]["close"] != "backend_closed" {
-		t.Fatalf("access log %v, want one backend_closed entry", logs)
+	if last := logs[len(logs)-1]; last["close"] != "backend_closed" || last["bytes_to_client"].(float64) < 50*1024 {
+		t.Fatalf("access log %v, want the busy connection to end backend_closed", last)
 	}
 }
 
@@ -173,6 +200,9 @@ func TestEMFILEBackoff(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // the back-off is at most 1s
 	echoRoundTrip(t, addr, []byte("after the storm"))
 	p.waitLog(5*time.Second, "accept recovered")
+	if n := p.countLog("backend state changed"); n != 0 {
+		t.Fatalf("running out of local descriptors marked the backend down (%d state changes)", n)
+	}
 }
 
 // childCPU reads a process's user+system CPU time from /proc.
