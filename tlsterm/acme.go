@@ -1,0 +1,176 @@
+package tlsterm
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/config"
+)
+
+// acmeState is certmagic's side: one cache and config for the process (a
+// change of ACME settings on reload builds a new one), and the HTTP-01
+// server on tls.acme.http_listen.
+type acmeState struct {
+	settings config.ACME
+	storage  config.Storage
+	alpnPort int
+
+	cache    *certmagic.Cache
+	magic    *certmagic.Config
+	issuer   *certmagic.ACMEIssuer
+	httpSrv  *http.Server
+	httpDone chan struct{}
+}
+
+// ensureACME returns the ACME state for cfg, building it when the settings
+// changed. alpnHost:alpnPort is a traffic listener already bound: certmagic's
+// TLS-ALPN-01 solver tries to bind it, finds it in use, and leaves the
+// challenge to l4edge's listener (IsChallenge/ServeChallenge).
+func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) (*acmeState, error) {
+	a := *cfg.TLS.ACME
+	if cur := m.acme; cur != nil && reflect.DeepEqual(cur.settings, a) && reflect.DeepEqual(cur.storage, cfg.TLS.Storage) && cur.alpnPort == alpnPort {
+		return cur, nil
+	}
+	if cfg.TLS.Storage.Redis != nil {
+		return nil, errors.New("tls.storage.redis: shared Redis storage is not in this build yet; use tls.storage.file")
+	}
+	st := &acmeState{settings: a, storage: cfg.TLS.Storage, alpnPort: alpnPort}
+	var roots *x509.CertPool
+	if len(a.CARoots) > 0 {
+		roots = x509.NewCertPool()
+		for i, f := range a.CARoots {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("tls.acme.ca_roots[%d]: %w", i, err)
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls.acme.ca_roots[%d]: %s holds no PEM certificate", i, f)
+			}
+		}
+	}
+	log := m.log.Named("acme")
+	st.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return st.magic, nil },
+		Logger:           log,
+	})
+	mc := certmagic.Config{Storage: &certmagic.FileStorage{Path: cfg.TLS.Storage.File}, Logger: log}
+	if od := a.OnDemand; od != nil {
+		mc.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: decision(od, log)}
+	}
+	st.magic = certmagic.New(st.cache, mc)
+	httpHost, httpPort := hostPort(a.HTTPListen)
+	st.issuer = certmagic.NewACMEIssuer(st.magic, certmagic.ACMEIssuer{
+		CA:                      a.CA,
+		Email:                   a.Email,
+		Agreed:                  true,
+		TrustedRoots:            roots,
+		DisableTLSALPNChallenge: !slices.Contains(a.Challenges, "tls-alpn-01") || alpnPort == 0,
+		DisableHTTPChallenge:    !slices.Contains(a.Challenges, "http-01") || a.HTTPListen == "",
+		AltTLSALPNPort:          alpnPort,
+		AltHTTPPort:             httpPort,
+		ListenHost:              alpnHost,
+		Logger:                  log,
+	})
+	st.magic.Issuers = []certmagic.Issuer{st.issuer}
+	if a.HTTPListen != "" {
+		if err := st.startHTTP(a.HTTPListen, httpHost, log); err != nil {
+			st.cache.Stop()
+			return nil, err
+		}
+	}
+	if old := m.acme; old != nil {
+		old.close()
+	}
+	m.acme = st
+	return st, nil
+}
+
+// startHTTP serves HTTP-01 challenges on addr and redirects every other
+// request to https with 308.
+func (st *acmeState) startHTTP(addr, _ string, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("tls.acme.http_listen: %w", err)
+	}
+	redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		u := url.URL{Scheme: "https", Host: host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
+	})
+	st.httpSrv = &http.Server{
+		Handler:           st.issuer.HTTPChallengeHandler(redirect),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+	}
+	st.httpDone = make(chan struct{})
+	go func() {
+		defer close(st.httpDone)
+		if err := st.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http-01 server stopped", zap.String("address", addr), zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+func (st *acmeState) close() {
+	if st.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = st.httpSrv.Shutdown(ctx)
+		cancel()
+		<-st.httpDone
+	}
+	st.cache.Stop()
+}
+
+// decision allows on-demand issuance only for names matching allow, and
+// when ask is set, only if it answers 200 for ?domain=NAME. A refused name
+// never reaches the CA.
+func decision(od *config.OnDemand, log *zap.Logger) func(context.Context, string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return func(ctx context.Context, name string) error {
+		if !matchesAny(od.Allow, name) {
+			log.Warn("on-demand certificate refused: name not allowed", zap.String("name", name))
+			return fmt.Errorf("on-demand: %q is not allowed", name)
+		}
+		if od.Ask == "" {
+			return nil
+		}
+		u, err := url.Parse(od.Ask)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		q.Set("domain", name)
+		u.RawQuery = q.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("on-demand ask %s: %w", od.Ask, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			log.Warn("on-demand certificate refused by ask", zap.String("name", name), zap.Int("status", resp.StatusCode))
+			return fmt.Errorf("on-demand: ask answered %d for %q", resp.StatusCode, name)
+		}
+		return nil
+	}
+}
