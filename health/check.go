@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,7 +38,7 @@ func Check(ctx context.Context, pool config.Pool, address string) error {
 	defer cancel()
 	err := check(ctx, pool, address)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("timeout after %s", h.Timeout)
 		}
 		return fmt.Errorf("health check %s %s: %w", h.Check, address, err)
