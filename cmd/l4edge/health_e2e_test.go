@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Three wsecho backends behind websocket health checks. One is killed while
+// 500 connections run: it is marked unhealthy within fall*interval+timeout
+// and no client sees an error. Restarted, it is healthy after rise passes
+// and gets traffic again.
+func TestKillBackendUnderLoad(t *testing.T) {
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	backends := make([]*proc, 3)
+	startBackend := func(i int) {
+		backends[i] = startProc(t, filepath.Join(binDir, "wsecho"), "-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-name", fmt.Sprintf("b%d", i))
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", ports[i]), 10*time.Second)
+	}
+	for i := range backends {
+		startBackend(i)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf(`
+log: {level: info, format: json}
+listeners:
+  - name: edge
+    listen: %s
+    routes: [{name: all, pool: p}]
+pools:
+  p:
+    connect_timeout: 1s
+    connect_attempts: 3
+    backends:
+      - address: 127.0.0.1:%d
+      - address: 127.0.0.1:%d
+      - address: 127.0.0.1:%d
+    health: {check: websocket, path: /, interval: 200ms, timeout: 300ms, rise: 2, fall: 2}
+`, addr, ports[0], ports[1], ports[2])
+	l4 := startL4edge(t, cfg, addr)
+	victim := fmt.Sprintf("127.0.0.1:%d", ports[1])
+
+	var killedAt time.Time
+	for i := range 500 {
+		if i == 100 {
+			backends[1].signal(syscall.SIGKILL)
+			killedAt = time.Now()
+		}
+		echoRoundTrip(t, addr, []byte(fmt.Sprintf("message %d", i)))
+	}
+	line := l4.waitLog(5*time.Second, `"backend state changed"`, victim, `"new":"unhealthy"`)
+	if el := logTime(t, line).Sub(killedAt); el > 2*200*time.Millisecond+300*time.Millisecond+150*time.Millisecond {
+		t.Fatalf("unhealthy %s after the kill, want within fall*interval+timeout", el)
+	}
+	startBackend(1)
+	l4.waitLog(5*time.Second, `"backend state changed"`, victim, `"new":"healthy"`)
+	for i := range 30 {
+		echoRoundTrip(t, addr, []byte(fmt.Sprintf("after %d", i)))
+	}
+	served := 0
+	for _, e := range l4.accessLogs()[500:] {
+		if e["backend"] == victim && e["close"] == "client_closed" {
+			served++
+		}
+	}
+	if served == 0 {
+		t.Fatal("the restarted backend got no traffic")
+	}
+}
+
+// logTime reads a JSON log line's ts field.
+func logTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	i := strings.Index(line, `"ts":"`)
+	if i < 0 {
+		t.Fatalf("no ts in %s", line)
+	}
+	s := line[i+6:]
+	ts, err := time.Parse(time.RFC3339Nano, s[:strings.IndexByte(s, '"')])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
