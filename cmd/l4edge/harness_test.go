@@ -82,8 +82,14 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 		select {
 		case <-p.done:
 		default:
-			_ = cmd.Process.Kill()
-			<-p.done
+			// SIGTERM first: nginx's master stops its workers only then.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-p.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), strings.Join(p.lines(), "\n"))
