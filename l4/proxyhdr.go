@@ -46,17 +46,22 @@ func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, rec *
 	return "", nil
 }
 
+// forgedHeaderWindow bounds how long a listener that does not inspect
+// (server-first protocols) waits for an untrusted peer's first bytes.
+const forgedHeaderWindow = 250 * time.Millisecond
+
 // rejectForgedHeader peeks, without consuming, at what an untrusted peer
 // sent first. A listener that waits for a ClientHello anyway waits up to
 // inspect_timeout for the first bytes; one that serves server-first
-// protocols only looks at what has already arrived.
+// protocols waits only briefly, then lets a silent client through. (A
+// header sent later still reaches the backend only as payload, after
+// l4edge's own header when the pool sends one.)
 func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, rec *Record) (string, error) {
-	wait := lr.inspect
-	deadline := lr.cfg.InspectTimeout
-	if !wait {
-		deadline = lr.cfg.ProxyProtocolIn.Timeout
+	wait := lr.cfg.InspectTimeout
+	if !lr.inspect {
+		wait = min(lr.cfg.ProxyProtocolIn.Timeout, forgedHeaderWindow)
 	}
-	_ = client.SetReadDeadline(time.Now().Add(deadline))
+	_ = client.SetReadDeadline(time.Now().Add(wait))
 	defer client.SetReadDeadline(time.Time{})
 	rc, err := client.SyscallConn()
 	if err != nil {
@@ -64,13 +69,15 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, re
 	}
 	var buf [16]byte
 	forged := false
-	err = rc.Read(func(fd uintptr) bool {
+	// A deadline or an error here is not this step's verdict: what follows
+	// (inspection, the relay) reports it.
+	_ = rc.Read(func(fd uintptr) bool {
 		n, _, e := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if e == unix.EAGAIN {
-			return !wait // nothing yet: a server-first listener goes on
+			return false // nothing yet: wait for bytes or the deadline
 		}
 		if e != nil || n == 0 {
-			return true // error or EOF: the next step reports it
+			return true
 		}
 		match, more := proxyproto.HasSignaturePrefix(buf[:n])
 		forged = match
@@ -79,8 +86,6 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, re
 	if forged {
 		return CloseUntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", rec.Client)
 	}
-	// A deadline here is not this step's verdict: inspection reports it.
-	_ = err
 	return "", nil
 }
 
