@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -84,4 +86,52 @@ func logTime(t *testing.T, line string) time.Time {
 		t.Fatal(err)
 	}
 	return ts
+}
+
+// close_on_unhealthy: when a backend turns unhealthy, its open connections
+// are closed (clients reconnect elsewhere) and logged as backend_down.
+func TestCloseOnUnhealthy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backendAddr := ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l4 := startL4edge(t, fmt.Sprintf(`
+log: {level: info, format: json}
+listeners:
+  - name: edge
+    listen: %s
+    routes: [{name: all, pool: p}]
+pools:
+  p:
+    close_on_unhealthy: true
+    backends: [{address: "%s"}]
+    health: {check: tcp, interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
+`, addr, backendAddr), addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("x"))
+	buf := make([]byte, 1)
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // new connections are refused; the open one still works
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("want EOF when l4edge closes the connection: %v", err)
+	}
+	l4.waitLog(3*time.Second, `"msg":"connection"`, `"close":"backend_down"`)
 }
