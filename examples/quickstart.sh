@@ -5,16 +5,26 @@ set -euo pipefail
 bin=${1:-bin}
 cd "$(dirname "$0")/.."
 pids=()
+# The children run in sessions of their own, so a Ctrl-C (which make also
+# handles and passes on) never reaches them twice: this script sends each
+# one SIGINT exactly once, lets l4edge drain, and only then insists.
 stop() {
   trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for _ in $(seq 70); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap stop INT TERM EXIT
 
-"$bin/wsecho" -listen 127.0.0.1:9001 -name backend-1 & pids+=($!)
-"$bin/wsecho" -listen 127.0.0.1:9002 -name backend-2 & pids+=($!)
-"$bin/l4edge" run -config examples/quickstart.yaml & pids+=($!)
+setsid "$bin/wsecho" -listen 127.0.0.1:9001 -name backend-1 & pids+=($!)
+setsid "$bin/wsecho" -listen 127.0.0.1:9002 -name backend-2 & pids+=($!)
+setsid "$bin/l4edge" run -config examples/quickstart.yaml & pids+=($!)
 sleep 1
 
 cat <<'MSG'

@@ -32,6 +32,9 @@ func validate(path string, stdout, stderr io.Writer) int {
 // not act on yet.
 func warnings(cfg *config.Config) []string {
 	out := append([]string(nil), cfg.Warnings...)
+	if cfg.TLS.Storage.Redis != nil {
+		out = append(out, fmt.Sprintf("tls.storage.redis: shared Redis storage is not in this build yet; ACME routes will refuse to start (line %d)", cfg.KeyLine("tls.storage.redis")))
+	}
 	if cfg.Admin.Listen != "" {
 		out = append(out, fmt.Sprintf("admin.listen: accepted but the admin endpoints are not in this build yet (line %d)", cfg.KeyLine("admin.listen")))
 	}
