@@ -52,12 +52,14 @@ func TestSpliceUsedForPassthrough(t *testing.T) {
 		filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, plainConfig(addr, back, "")))
 	p := startCmd(t, cmd)
 	waitListening(t, addr, 20*time.Second)
+	traced := tracedChild(t, cmd.Process.Pid)
+	t.Cleanup(func() { _ = syscall.Kill(traced, syscall.SIGKILL) }) // runs before strace's own cleanup
 
 	payload := make([]byte, 32<<20)
 	_, _ = rand.Read(payload)
 	echoRoundTrip(t, addr, payload)
 	// strace does not pass signals on: stop the traced l4edge itself.
-	if err := syscall.Kill(tracedChild(t, p.cmd.Process.Pid), syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(traced, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if code := p.wait(20 * time.Second); code != 0 {

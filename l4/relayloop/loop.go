@@ -12,8 +12,8 @@ import (
 const (
 	// pipeSize is what one splice moves at most: the default pipe capacity.
 	pipeSize = 64 << 10
-	// budget is how many splices one flow may make per wake-up.
-	budget = 16
+	// defaultBudget is how many splices one flow may make per wake-up.
+	defaultBudget = 16
 	// maxFreePipes bounds the pipes a loop keeps for reuse.
 	maxFreePipes = 64
 	// sweepEvery is how often idle timeouts are checked.
@@ -29,6 +29,7 @@ type pipe struct{ r, w int }
 // and request closes under mu and wake the loop through an eventfd.
 type loop struct {
 	epfd, wakefd int
+	budget       int // splices per flow per wake-up
 
 	mu        sync.Mutex
 	flows     []*Flow // by id; nil slots are free
@@ -61,7 +62,7 @@ func newLoop() (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("relay: epoll_ctl eventfd: %w", err)
 	}
-	return &loop{epfd: epfd, wakefd: wfd, stopped: make(chan struct{})}, nil
+	return &loop{epfd: epfd, wakefd: wfd, budget: defaultBudget, stopped: make(chan struct{})}, nil
 }
 
 // add registers a flow's two sockets, edge-triggered. Registration reports

@@ -32,8 +32,8 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 	ds := &f.dirs[d]
 	src, dst := f.fds[d], f.fds[1-d]
 	for spent := 0; ; spent++ {
-		if spent == budget {
-			return ds.inPipe > 0 && ds.writable || ds.inPipe == 0 && ds.readable && !ds.eof
+		if spent == l.budget {
+			return ds.hasWork()
 		}
 		if ds.inPipe > 0 {
 			if !ds.writable {
@@ -95,6 +95,19 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 			f.lastActive.Store(time.Now().UnixNano())
 		}
 	}
+}
+
+// hasWork reports whether a direction can make progress without a new
+// event: bytes to write to a writable destination, a readable source, or an
+// EOF read but not yet passed on (no event will ever announce it again).
+func (ds *direction) hasWork() bool {
+	if ds.inPipe > 0 {
+		return ds.writable
+	}
+	if ds.eof {
+		return !ds.shut
+	}
+	return ds.readable
 }
 
 func sideName(side int) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -266,4 +267,41 @@ func countFDs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// Flows of many sizes, each ended by a FIN: an EOF read on the last splice
+// of a wake-up's budget is still passed on, and every flow finishes.
+func TestEOFAtEveryBudgetBoundary(t *testing.T) {
+	r := newRelay(t)
+	for _, l := range r.loops {
+		l.budget = 1 // every EOF lands on the last splice of a wake-up
+	}
+	ln := listen(t)
+	const flows = 2 * defaultBudget
+	var wg sync.WaitGroup
+	errs := make(chan error, flows)
+	for i := range flows {
+		p := newPair(t, r, ln, 0)
+		size := i*pipeSize + 1 + i // a different number of splices before EOF for each
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go func() { _, _ = io.Copy(p.backend, p.backend); _ = p.backend.CloseWrite() }()
+			go func() { _, _ = p.client.Write(make([]byte, size)); _ = p.client.CloseWrite() }()
+			_ = p.client.SetReadDeadline(time.Now().Add(20 * time.Second))
+			got, err := io.ReadAll(p.client)
+			if err != nil || len(got) != size {
+				errs <- fmt.Errorf("flow of %d bytes: %d back, %v", size, len(got), err)
+				return
+			}
+			if res := p.result(t); res.ToBackend != int64(size) || res.ToClient != int64(size) {
+				errs <- fmt.Errorf("flow of %d bytes: result %+v", size, res)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
