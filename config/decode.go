@@ -75,8 +75,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
-		if _, dup := d.lines[p]; dup {
-			d.fail(p, k.Line, "duplicate key (first on line %d)", d.lines[p])
+		if d.duplicate(p, k) {
 			continue
 		}
 		idx, ok := fields[k.Value]
@@ -114,8 +113,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
-		if _, dup := d.lines[p]; dup {
-			d.fail(p, k.Line, "duplicate key (first on line %d)", d.lines[p])
+		if d.duplicate(p, k) {
 			continue
 		}
 		d.lines[p] = k.Line
@@ -178,6 +176,15 @@ func parseDuration(n *yaml.Node) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q must not be negative", n.Value)
 	}
 	return dur, nil
+}
+
+// duplicate reports (as an error) a key that appeared before in its mapping.
+func (d *decoder) duplicate(path string, k *yaml.Node) bool {
+	first, dup := d.lines[path]
+	if dup {
+		d.fail(path, k.Line, "duplicate key (first on line %d)", first)
+	}
+	return dup
 }
 
 func join(path, key string) string {

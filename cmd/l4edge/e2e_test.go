@@ -103,37 +103,23 @@ func tracedChild(t *testing.T, pid int) int {
 // SIGTERM with an open, busy connection: it finishes within shutdown_grace,
 // new connections are refused meanwhile, and the process exits 0.
 func TestDrainOnSIGTERM(t *testing.T) {
-	slow, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	go func() {
-		for {
-			c, err := slow.Accept()
-			if err != nil {
+	slow := serveTCP(t, func(c net.Conn) {
+		// Stream for 1.5s after the first byte, then end.
+		buf := make([]byte, 1)
+		if _, err := c.Read(buf); err != nil {
+			return // a readiness probe
+		}
+		end := time.Now().Add(1500 * time.Millisecond)
+		chunk := bytes.Repeat([]byte("x"), 1024)
+		for time.Now().Before(end) {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				// Stream for 1.5s after the first byte, then end.
-				buf := make([]byte, 1)
-				if _, err := c.Read(buf); err != nil {
-					return // a readiness probe
-				}
-				end := time.Now().Add(1500 * time.Millisecond)
-				chunk := bytes.Repeat([]byte("x"), 1024)
-				for time.Now().Before(end) {
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			}()
+			time.Sleep(10 * time.Millisecond)
 		}
-	}()
+	})
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := startL4edge(t, plainConfig(addr, slow.Addr().String(), ""), addr)
+	p := startL4edge(t, plainConfig(addr, slow, ""), addr)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -226,8 +226,9 @@ func waitListening(t *testing.T, addr string, timeout time.Duration) {
 	t.Fatalf("%s not accepting within %s", addr, timeout)
 }
 
-// startEcho runs a TCP echo backend in the test process.
-func startEcho(t *testing.T) string {
+// serveTCP runs handle for every connection to a listener on 127.0.0.1:0
+// until the test ends, and returns the listener's address.
+func serveTCP(t *testing.T, handle func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -244,13 +245,21 @@ func startEcho(t *testing.T) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
+				handle(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln.Addr().String()
+}
+
+// startEcho runs a TCP echo backend in the test process.
+func startEcho(t *testing.T) string {
+	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 // echoRoundTrip sends b through addr and checks it comes back.

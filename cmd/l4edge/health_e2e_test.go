@@ -91,6 +91,8 @@ func logTime(t *testing.T, line string) time.Time {
 // close_on_unhealthy: when a backend turns unhealthy, its open connections
 // are closed (clients reconnect elsewhere) and logged as backend_down.
 func TestCloseOnUnhealthy(t *testing.T) {
+	// The backend echoes; closing its listener makes tcp checks fail while
+	// the connection already open keeps working.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

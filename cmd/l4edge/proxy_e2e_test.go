@@ -110,28 +110,14 @@ func TestHAProxyInFront(t *testing.T) {
 	for _, send := range []string{"send-proxy-v2", "send-proxy"} {
 		t.Run(send, func(t *testing.T) {
 			headers := make(chan *proxyproto.Header, 16)
-			bln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer bln.Close()
-			go func() {
-				for {
-					c, err := bln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						h, err := proxyproto.Read(c)
-						if err != nil {
-							return
-						}
-						headers <- h
-						_, _ = io.Copy(c, c)
-					}()
+			backendAddr := serveTCP(t, func(c net.Conn) {
+				h, err := proxyproto.Read(c)
+				if err != nil {
+					return
 				}
-			}()
+				headers <- h
+				_, _ = io.Copy(c, c)
+			})
 			l4addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			l4 := startL4edge(t, fmt.Sprintf(`
 log: {level: info, format: json}
@@ -144,7 +130,7 @@ pools:
   p:
     proxy_protocol: v2
     backends: [{address: "%s"}]
-`, l4addr, bln.Addr()), l4addr)
+`, l4addr, backendAddr), l4addr)
 			hport := freePort(t)
 			dir := t.TempDir()
 			cfg := fmt.Sprintf(`
