@@ -121,3 +121,12 @@ func (c *Config) isSet(path string) bool {
 	_, ok := c.lines[path]
 	return ok
 }
+
+// ErrorStrings returns the messages of Errors(err), for JSON answers.
+func ErrorStrings(err error) []string {
+	var out []string
+	for _, e := range Errors(err) {
+		out = append(out, e.Error())
+	}
+	return out
+}

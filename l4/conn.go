@@ -32,6 +32,7 @@ type conn struct {
 
 // connMeta is what Connections reports of a routed connection.
 type connMeta struct {
+	id                             uint64
 	listener, route, pool, backend string
 	start                          time.Time
 }

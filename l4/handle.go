@@ -25,7 +25,7 @@ const maxClientHello = 16 << 10
 func (s *Server) handle(l *listener, client *net.TCPConn) {
 	lr := l.rt.Load()
 	c := &conn{srv: s, l: l, lr: lr, client: client}
-	c.rec = Record{Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
+	c.rec = Record{ID: s.nextID.Add(1), Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
 	l.active.Add(1)
 	handedOff := false
 	defer func() {
@@ -121,7 +121,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 	rec.Backend = b.Address
 	c.backend.Store(backend)
 	c.backendRef.Store(b)
-	c.meta.Store(&connMeta{listener: rec.Listener, route: rec.Route, pool: rec.Pool, backend: b.Address, start: rec.Start})
+	c.meta.Store(&connMeta{id: rec.ID, listener: rec.Listener, route: rec.Route, pool: rec.Pool, backend: b.Address, start: rec.Start})
 	if c.forced.Load() != nil { // shutdown raced with the dial
 		return false
 	}

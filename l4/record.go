@@ -41,6 +41,8 @@ const (
 // Record describes one finished connection: the access log entry, and what
 // metrics are counted from.
 type Record struct {
+	// ID identifies the connection within the process (as ConnInfo.ID).
+	ID             uint64
 	Listener       string
 	Route          string
 	Client         netip.AddrPort // after PROXY protocol

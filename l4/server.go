@@ -41,6 +41,7 @@ type Server struct {
 	cancel  context.CancelFunc
 
 	current atomic.Pointer[Runtime]
+	nextID  atomic.Uint64
 
 	mu        sync.Mutex
 	listeners map[string]*listener // by configured listen address
@@ -238,6 +239,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // ConnInfo is a snapshot of one open connection for status and metrics.
 type ConnInfo struct {
+	// ID identifies the connection (as Record.ID).
+	ID                             uint64
 	Listener, Route, Pool, Backend string
 	Start                          time.Time
 	// ReceivedFromClient and ReceivedFromBackend are live byte counts of a
@@ -261,7 +264,7 @@ func (s *Server) Connections() []ConnInfo {
 		if m == nil {
 			continue
 		}
-		ci := ConnInfo{Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start}
+		ci := ConnInfo{ID: m.id, Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start}
 		if f := c.flow.Load(); f != nil {
 			tb, tc := f.Bytes()
 			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)

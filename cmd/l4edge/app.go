@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"reflect"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/health"
@@ -27,7 +29,10 @@ type app struct {
 	certs  *tlsterm.Manager
 	hooks  *hooks
 
+	adminSrv *admin.Server
+
 	mu       sync.Mutex // serializes start, reload and stop
+	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
 	cfg      *config.Config
 	pools    map[string]*balancer.Pool
 	checkers []*health.Checker
@@ -35,22 +40,70 @@ type app struct {
 
 func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel) *app {
 	a := &app{path: path, cfg: cfg, log: log, level: level}
-	a.hooks = newHooks(log)
+	a.hooks = &hooks{log: log}
 	a.server = l4.NewServer(l4.Options{
 		Log:       log,
 		AccessLog: log,
 		OnDone:    a.hooks.connectionDone,
 	})
 	a.certs = tlsterm.NewManager(log.Named("tls"))
+	a.hooks.metrics = admin.NewMetrics(a.sources())
 	return a
+}
+
+// sources are the running state the admin endpoints and metrics read.
+func (a *app) sources() admin.Sources {
+	return admin.Sources{
+		Listeners:   a.server.Listeners,
+		Connections: a.server.Connections,
+		Pools:       a.hooks.currentPools,
+		Certificates: func() []admin.CertInfo {
+			var out []admin.CertInfo
+			for _, c := range a.certs.Certificates() {
+				out = append(out, admin.CertInfo{Names: c.Names, NotAfter: c.NotAfter, Issuer: c.Issuer})
+			}
+			return out
+		},
+		Config: func() *config.Config {
+			a.cfgMu.Lock()
+			defer a.cfgMu.Unlock()
+			return a.cfg
+		},
+		Reload: a.reload,
+		Ready: func() error {
+			if a.server.Runtime() == nil {
+				return errors.New("listeners not bound yet")
+			}
+			return nil
+		},
+	}
+}
+
+// startAdmin serves the admin endpoints when admin.listen is set.
+func (a *app) startAdmin() error {
+	if a.cfg.Admin.Listen == "" {
+		return nil
+	}
+	srv, err := admin.NewServer(a.cfg.Admin, a.sources(), a.hooks.metrics, a.log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	a.adminSrv = srv
+	a.log.Info("admin listening", zap.Stringer("address", srv.Addr()))
+	return nil
 }
 
 // start binds every listener and starts checks and certificate management.
 func (a *app) start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err := a.apply(ctx, a.cfg)
-	return err
+	if _, err := a.apply(ctx, a.cfg); err != nil {
+		return err
+	}
+	return a.startAdmin()
 }
 
 // reload re-reads the file; a file that does not validate is refused and
@@ -79,7 +132,9 @@ func (a *app) reload(ctx context.Context) error {
 	if cfg.Log.Format != a.cfg.Log.Format {
 		a.log.Warn("log.format changes take effect at the next restart")
 	}
+	a.cfgMu.Lock()
 	a.cfg = cfg
+	a.cfgMu.Unlock()
 	a.hooks.reloaded(true)
 	a.log.Info("configuration reloaded", append([]zap.Field{zap.String("config", a.path)}, changes...)...)
 	return nil
@@ -149,6 +204,9 @@ func (a *app) stop(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	err := a.server.Shutdown(ctx)
+	if a.adminSrv != nil {
+		_ = a.adminSrv.Shutdown(ctx)
+	}
 	for _, c := range a.checkers {
 		c.Stop()
 	}

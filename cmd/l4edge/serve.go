@@ -35,9 +35,6 @@ func warnings(cfg *config.Config) []string {
 	if cfg.TLS.Storage.Redis != nil {
 		out = append(out, fmt.Sprintf("tls.storage.redis: shared Redis storage is not in this build yet; ACME routes will refuse to start (line %d)", cfg.KeyLine("tls.storage.redis")))
 	}
-	if cfg.Admin.Listen != "" {
-		out = append(out, fmt.Sprintf("admin.listen: accepted but the admin endpoints are not in this build yet (line %d)", cfg.KeyLine("admin.listen")))
-	}
 	return out
 }
 
@@ -86,9 +83,9 @@ func serve(path string, stderr io.Writer) int {
 
 // drain stops the app within shutdown_grace; a second stop signal cuts it short.
 func drain(ctx context.Context, a *app, log *zap.Logger, sig os.Signal, sigs <-chan os.Signal) int {
-	a.mu.Lock()
+	a.cfgMu.Lock()
 	grace := a.cfg.ShutdownGrace
-	a.mu.Unlock()
+	a.cfgMu.Unlock()
 	log.Info("stopping: no new connections; open ones may finish",
 		zap.String("signal", sig.String()), zap.Duration("grace", grace),
 		zap.Int("active", a.server.ActiveConnections()))

@@ -1,0 +1,251 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4"
+)
+
+// CertInfo describes a served certificate.
+type CertInfo struct {
+	Names    []string
+	NotAfter time.Time
+	Issuer   string
+}
+
+// Sources are the running state the admin endpoints read.
+type Sources struct {
+	Listeners    func() []l4.ListenerStats
+	Connections  func() []l4.ConnInfo
+	Pools        func() map[string]*balancer.Pool
+	Certificates func() []CertInfo
+	Config       func() *config.Config
+	Reload       func(ctx context.Context) error
+	Ready        func() error // nil when ready
+}
+
+// Server is the admin HTTP listener.
+type Server struct {
+	addr    string
+	src     Sources
+	metrics *Metrics
+	log     *zap.Logger
+	http    *http.Server
+	ln      net.Listener
+}
+
+// NewServer checks the admin address: a non-loopback address needs
+// allow_remote, and is then logged as a warning.
+func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Server, error) {
+	if !isLoopback(cfg.Listen) {
+		if !cfg.AllowRemote {
+			return nil, fmt.Errorf("admin.listen: %q is not a loopback address; set admin.allow_remote: true to expose the admin API", cfg.Listen)
+		}
+		log.Warn("admin API exposed beyond loopback", zap.String("address", cfg.Listen))
+	}
+	s := &Server{addr: cfg.Listen, src: src, metrics: m, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /status", s.status)
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("POST /pools/{pool}/backends/{address}/drain", s.setDrain(true))
+	mux.HandleFunc("POST /pools/{pool}/backends/{address}/enable", s.setDrain(false))
+	mux.HandleFunc("POST /reload", s.reload)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	return s, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// Start binds the admin address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	s.ln = ln
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server stopped", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops the admin server.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.src.Ready != nil {
+		if err := s.src.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) setDrain(on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, addr := r.PathValue("pool"), r.PathValue("address")
+		p := s.src.Pools()[name]
+		if p == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown pool %q", name)})
+			return
+		}
+		b := p.Backend(addr)
+		if b == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("pool %q has no backend %q", name, addr)})
+			return
+		}
+		b.SetDraining(on)
+		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on))
+		writeJSON(w, http.StatusOK, backendStatus(b.Snapshot()))
+	}
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	if s.src.Reload == nil {
+		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "reload not available"})
+		return
+	}
+	if err := s.src.Reload(r.Context()); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"result": "failure", "errors": config.ErrorStrings(err)})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"result": "success"})
+}
+
+// BackendStatus is one backend in /status.
+type BackendStatus struct {
+	Address   string     `json:"address"`
+	Weight    int        `json:"weight"`
+	State     string     `json:"state"`
+	Active    int64      `json:"active"`
+	Total     uint64     `json:"total"`
+	Failures  uint64     `json:"failures"`
+	LastCheck *time.Time `json:"last_check"`
+	LastError string     `json:"last_error"`
+}
+
+func backendStatus(s balancer.Snapshot) BackendStatus {
+	bs := BackendStatus{Address: s.Address, Weight: s.Weight, State: s.State.String(), Active: s.Active,
+		Total: s.Total, Failures: s.Failures, LastError: s.LastError}
+	if !s.LastCheck.IsZero() {
+		t := s.LastCheck
+		bs.LastCheck = &t
+	}
+	return bs
+}
+
+// status answers GET /status.
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	type route struct {
+		Name   string   `json:"name"`
+		Pool   string   `json:"pool"`
+		TLS    string   `json:"tls"`
+		SNI    []string `json:"sni"`
+		ALPN   []string `json:"alpn"`
+		Active int      `json:"active"`
+	}
+	type listener struct {
+		Name     string  `json:"name"`
+		Address  string  `json:"address"`
+		Accepted uint64  `json:"accepted"`
+		Active   int64   `json:"active"`
+		Refused  uint64  `json:"refused"`
+		Routes   []route `json:"routes"`
+	}
+	type pool struct {
+		Name     string          `json:"name"`
+		Policy   string          `json:"policy"`
+		Backends []BackendStatus `json:"backends"`
+	}
+	type cert struct {
+		Names    []string  `json:"names"`
+		NotAfter time.Time `json:"not_after"`
+		Issuer   string    `json:"issuer"`
+	}
+	out := struct {
+		Listeners    []listener `json:"listeners"`
+		Pools        []pool     `json:"pools"`
+		Certificates []cert     `json:"certificates"`
+	}{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+
+	active := map[[2]string]int{}
+	for _, c := range s.src.Connections() {
+		active[[2]string{c.Listener, c.Route}]++
+	}
+	stats := map[string]l4.ListenerStats{}
+	for _, st := range s.src.Listeners() {
+		stats[st.Name] = st
+	}
+	for _, lc := range s.src.Config().Listeners {
+		st := stats[lc.Name]
+		l := listener{Name: lc.Name, Address: st.Address, Accepted: st.Accepted, Active: st.Active, Refused: st.Refused}
+		for _, rc := range lc.Routes {
+			r := route{Name: rc.Name, Pool: rc.Pool, TLS: config.ModePassthrough, Active: active[[2]string{lc.Name, rc.Name}]}
+			if rc.TLS != nil {
+				r.TLS = rc.TLS.Mode
+			}
+			if rc.Match != nil {
+				r.SNI, r.ALPN = rc.Match.SNI, rc.Match.ALPN
+			}
+			l.Routes = append(l.Routes, r)
+		}
+		out.Listeners = append(out.Listeners, l)
+	}
+	pools := s.src.Pools()
+	names := make([]string, 0, len(pools))
+	for n := range pools {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p := pool{Name: n, Policy: pools[n].Config.Policy}
+		for _, b := range pools[n].Backends() {
+			p.Backends = append(p.Backends, backendStatus(b.Snapshot()))
+		}
+		out.Pools = append(out.Pools, p)
+	}
+	if s.src.Certificates != nil {
+		for _, c := range s.src.Certificates() {
+			out.Certificates = append(out.Certificates, cert{Names: c.Names, NotAfter: c.NotAfter, Issuer: c.Issuer})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
