@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sys/unix"
 )
 
 func reloadConfig(addr string, backends []string, route string) string {
@@ -140,4 +144,124 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d new connections during 20 reloads, 200 held connections intact", fresh.Load())
+}
+
+// A removed listener stops accepting while its open connection finishes; a
+// pool's health state survives a reload of an unrelated route; POST /reload
+// on the admin API reloads like SIGHUP.
+func TestReloadRemovesListenerKeepsHealth(t *testing.T) {
+	echo := startEcho(t)
+	dead := blackhole(t) // SYNs unanswered: each check takes its whole timeout
+	a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	b := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := func(withB bool, route string) string {
+		s := fmt.Sprintf(`
+log: {level: info, format: json}
+admin: {listen: "%s"}
+listeners:
+  - name: a
+    listen: %s
+    routes: [{name: %s, pool: p}]
+`, adminAddr, a, route)
+		if withB {
+			s += fmt.Sprintf("  - name: b\n    listen: %s\n    routes: [{name: rb, pool: p}]\n", b)
+		}
+		return s + fmt.Sprintf(`pools:
+  p:
+    backends: [{address: "%s"}, {address: "%s"}]
+    health: {check: tcp, interval: 10s, timeout: 300ms, rise: 3, fall: 1}
+`, echo, dead)
+	}
+	path := filepath.Join(t.TempDir(), "l4edge.yaml")
+	if err := os.WriteFile(path, []byte(cfg(true, "r1")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l4 := startProc(t, filepath.Join(binDir, "l4edge"), "run", "-config", path)
+	waitListening(t, b, 10*time.Second)
+	l4.waitLog(5*time.Second, `"backend state changed"`, dead, `"new":"unhealthy"`)
+
+	held, err := net.Dial("tcp", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_, _ = held.Write([]byte("1"))
+	one := make([]byte, 1)
+	_ = held.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := held.Read(one); err != nil {
+		t.Fatal(err)
+	}
+
+	// Drop listener b and rename a's route; reload through the admin API.
+	if err := os.WriteFile(path, []byte(cfg(false, "r2")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+adminAddr+"/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /reload: %d", resp.StatusCode)
+	}
+	if c, err := net.DialTimeout("tcp", b, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the removed listener still accepts")
+	}
+	_, _ = held.Write([]byte("2"))
+	if _, err := held.Read(one); err != nil || one[0] != '2' {
+		t.Fatalf("open connection on the removed listener: %v", err)
+	}
+	// A reset state would start healthy and stay so until the first check
+	// times out (300ms): the black hole makes that window certain.
+	resp, err = http.Get("http://" + adminAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Pools []struct {
+			Backends []struct{ Address, State string }
+		}
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	for _, be := range st.Pools[0].Backends {
+		if be.Address == dead && be.State != "unhealthy" {
+			t.Fatalf("health state lost on reload: %s is %s", dead, be.State)
+		}
+	}
+	held.Close()
+	l4.waitLog(3*time.Second, `"msg":"connection"`, `"listener":"b"`, `"close":"client_closed"`)
+}
+
+// blackhole returns a loopback address whose SYNs go unanswered: a socket
+// listening with backlog 0 that nobody accepts, its queue filled first.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("could not fill a backlog-0 accept queue on this kernel")
+	return ""
 }
