@@ -95,7 +95,11 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 	rec.Route, rec.Pool = r.name, r.pool.Name
 	front := leg{conn: client, tcp: client}
 	if r.tlsConfig != nil {
+		hsStart := time.Now()
 		tc, err := handshake(client, raw, r.tlsConfig, lr.cfg.HandshakeTimeout)
+		if err == nil && s.opts.OnHandshake != nil {
+			s.opts.OnHandshake(rec.Listener, time.Since(hsStart))
+		}
 		if err != nil {
 			rec.TLS, rec.Close, rec.Err = TLSTerminate, CloseHandshakeFailed, err
 			return false

@@ -27,6 +27,9 @@ type Options struct {
 	// OnDone, if set, is called with every finished connection's record
 	// (metrics). It must not keep the record.
 	OnDone func(*Record)
+	// OnHandshake, if set, is told the duration of every successful
+	// terminating TLS handshake (metrics).
+	OnHandshake func(listener string, d time.Duration)
 	// KeepAlive is the TCP keepalive period of client connections (default 30s).
 	KeepAlive time.Duration
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -45,6 +46,11 @@ func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLe
 		Log:       log,
 		AccessLog: log,
 		OnDone:    a.hooks.connectionDone,
+		OnHandshake: func(listener string, d time.Duration) {
+			if a.hooks.metrics != nil {
+				a.hooks.metrics.Handshake(listener, d)
+			}
+		},
 	})
 	a.certs = tlsterm.NewManager(log.Named("tls"))
 	a.hooks.metrics = admin.NewMetrics(a.sources())
