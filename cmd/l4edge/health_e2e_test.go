@@ -50,6 +50,10 @@ pools:
 		if i == 100 {
 			backends[1].signal(syscall.SIGKILL)
 			killedAt = time.Now()
+			// A connection accepted by the dying process's socket is reset
+			// after its bytes were forwarded: no L4 proxy can retry that.
+			// From its death on, refused dials are retried and nobody notices.
+			backends[1].wait(5 * time.Second)
 		}
 		echoRoundTrip(t, addr, []byte(fmt.Sprintf("message %d", i)))
 	}
