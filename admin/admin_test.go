@@ -277,6 +277,9 @@ func TestDrainAndStatus(t *testing.T) {
 		if bm["address"] == drained && bm["active"].(float64) != 1 {
 			t.Fatalf("drained backend active %v, want the 1 held connection", bm["active"])
 		}
+		if bm["address"] == drained && bm["bytes_to_backend"].(float64) < 15 { // "line-000\n" + "still\n", at least
+			t.Fatalf("drained backend bytes %v, want the held connection's", bm["bytes_to_backend"])
+		}
 	}
 	if states[drained] != "draining" {
 		t.Fatalf("status states %v", states)

@@ -158,13 +158,29 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	if m.src.Connections != nil {
 		open = m.src.Connections()
 	}
+	totals := m.byteTotals(open)
+	for _, ci := range open {
+		active[[2]string{ci.Listener, ci.Route}]++
+	}
+	for k, v := range active {
+		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, v, k[0], k[1])
+	}
+	for k, v := range totals {
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, v, k.pool, k.backend, k.direction)
+	}
+	c.collectBackends(ch)
+}
+
+// byteTotals returns bytes per pool, backend and direction, open
+// connections included, never below what was reported before.
+func (m *Metrics) byteTotals(open []l4.ConnInfo) map[bytesKey]float64 {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	totals := make(map[bytesKey]float64, len(m.finished))
 	for k, v := range m.finished {
 		totals[k] = v
 	}
 	for _, ci := range open {
-		active[[2]string{ci.Listener, ci.Route}]++
 		lc := m.live[ci.ID]
 		lc.pool, lc.backend = ci.Pool, ci.Backend
 		lc.toBackend = max(lc.toBackend, float64(ci.ReceivedFromClient))
@@ -175,13 +191,17 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
 		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
 	}
-	m.mu.Unlock()
-	for k, v := range active {
-		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, v, k[0], k[1])
-	}
-	for k, v := range totals {
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, v, k.pool, k.backend, k.direction)
-	}
+	return totals
+}
+
+// BackendBytes returns the bytes relayed for one backend each way.
+func (m *Metrics) BackendBytes(open []l4.ConnInfo, pool, backend string) (toBackend, toClient float64) {
+	t := m.byteTotals(open)
+	return t[bytesKey{pool, backend, "to_backend"}], t[bytesKey{pool, backend, "to_client"}]
+}
+
+func (c *liveCollector) collectBackends(ch chan<- prometheus.Metric) {
+	m := c.m
 	if m.src.Pools != nil {
 		for name, p := range m.src.Pools() {
 			for _, b := range p.Backends() {

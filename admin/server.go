@@ -160,6 +160,9 @@ type BackendStatus struct {
 	Failures  uint64     `json:"failures"`
 	LastCheck *time.Time `json:"last_check"`
 	LastError string     `json:"last_error"`
+	// BytesToBackend and BytesToClient include open connections.
+	BytesToBackend float64 `json:"bytes_to_backend"`
+	BytesToClient  float64 `json:"bytes_to_client"`
 }
 
 func backendStatus(s balancer.Snapshot) BackendStatus {
@@ -206,8 +209,9 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		Certificates []cert     `json:"certificates"`
 	}{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
 
+	open := s.src.Connections()
 	active := map[[2]string]int{}
-	for _, c := range s.src.Connections() {
+	for _, c := range open {
 		active[[2]string{c.Listener, c.Route}]++
 	}
 	stats := map[string]l4.ListenerStats{}
@@ -238,7 +242,9 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	for _, n := range names {
 		p := pool{Name: n, Policy: pools[n].Config.Policy}
 		for _, b := range pools[n].Backends() {
-			p.Backends = append(p.Backends, backendStatus(b.Snapshot()))
+			bs := backendStatus(b.Snapshot())
+			bs.BytesToBackend, bs.BytesToClient = s.metrics.BackendBytes(open, n, b.Address)
+			p.Backends = append(p.Backends, bs)
 		}
 		out.Pools = append(out.Pools, p)
 	}
