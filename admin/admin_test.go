@@ -268,7 +268,15 @@ func TestDrainAndStatus(t *testing.T) {
 	if reply, err := bufio.NewReader(held).ReadString('\n'); err != nil || reply != who+" still\n" {
 		t.Fatalf("held connection to the drained backend: %q %v", reply, err)
 	}
+	// The short connections closed client-side may still be finishing.
 	st := getStatus(t, e.base)
+	routeActive := func(st map[string]any) float64 {
+		return st["listeners"].([]any)[0].(map[string]any)["routes"].([]any)[0].(map[string]any)["active"].(float64)
+	}
+	for deadline := time.Now().Add(3 * time.Second); routeActive(st) != 1 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		st = getStatus(t, e.base)
+	}
 	backends := st["pools"].([]any)[0].(map[string]any)["backends"].([]any)
 	states := map[string]any{}
 	for _, b := range backends {
