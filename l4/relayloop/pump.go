@@ -132,10 +132,10 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 		return
 	}
 	f.finished = true
-	for _, fd := range f.fds {
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		l.toClose = append(l.toClose, fd)
-	}
+	// No EPOLL_CTL_DEL: these are the only descriptors of their sockets,
+	// so closing them (after this batch, before the next wait) deregisters
+	// them; events still in this batch find the flow finished.
+	l.toClose = append(l.toClose, f.fds[0], f.fds[1])
 	for d := range f.dirs {
 		if p := f.dirs[d].pipe; p != nil {
 			l.putPipe(p, f.dirs[d].inPipe == 0)

@@ -109,8 +109,8 @@ func (r *Relay) Start(client, backend *net.TCPConn, idle time.Duration, done fun
 	return f, nil
 }
 
-// detach duplicates a socket's descriptor (close-on-exec, sharing its
-// non-blocking mode) so the *net.TCPConn can be closed.
+// detach duplicates a socket's descriptor (close-on-exec) so the
+// *net.TCPConn can be closed.
 func detach(c *net.TCPConn) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -126,10 +126,8 @@ func detach(c *net.TCPConn) (int, error) {
 	if derr != nil {
 		return -1, derr
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
+	// No SetNonblock: the duplicate shares the open file description, and
+	// with it the O_NONBLOCK that Go's netpoller set.
 	return fd, nil
 }
 
