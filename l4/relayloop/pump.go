@@ -80,7 +80,7 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 			return false
 		}
 		ds.pipe = p
-		n, err := unix.Splice(src, nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := unix.Splice(src, nil, p.w, nil, p.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		switch {
 		case err == unix.EAGAIN:
 			ds.readable = false // the pipe is empty, so the socket is

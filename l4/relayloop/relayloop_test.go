@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pair is a relayed connection: the test holds the client's and the
@@ -282,7 +284,7 @@ func TestEOFAtEveryBudgetBoundary(t *testing.T) {
 	errs := make(chan error, flows)
 	for i := range flows {
 		p := newPair(t, r, ln, 0)
-		size := i*pipeSize + 1 + i // a different number of splices before EOF for each
+		size := i*defaultPipeSize + 1 + i // a different number of splices before EOF for each
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -303,5 +305,40 @@ func TestEOFAtEveryBudgetBoundary(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A loop enlarges its first maxBigPipes pipes to bigPipeSize and no more, so
+// a process stays far below the kernel's per-user pipe allowance; closing a
+// big pipe lets the next new one be big again.
+func TestBigPipesAreBounded(t *testing.T) {
+	l, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.shutdown()
+	var got []*pipe
+	big := 0
+	for range maxBigPipes + 4 {
+		p, err := l.getPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := unix.FcntlInt(uintptr(p.r), unix.F_GETPIPE_SZ, 0)
+		if err != nil || size != p.size {
+			t.Fatalf("pipe capacity %d (%v), recorded %d", size, err, p.size)
+		}
+		if p.size == bigPipeSize {
+			big++
+		}
+		got = append(got, p)
+	}
+	if big != maxBigPipes {
+		t.Fatalf("%d big pipes of %d, want %d", big, len(got), maxBigPipes)
+	}
+	l.putPipe(got[0], false) // holds bytes: closed, not kept
+	l.closeFinished()
+	if p, err := l.getPipe(); err != nil || p.size != bigPipeSize {
+		t.Fatalf("after a big pipe closed, a new pipe has %d bytes (%v), want %d", p.size, err, bigPipeSize)
 	}
 }
