@@ -20,7 +20,7 @@ import (
 const maxClientHello = 16 << 10
 
 // handle runs one connection from accept until the relay takes it over, or
-// to its end. A connection handed to the event loop ends in the loop's
+// to its end. A connection handed to the relay ends in the relay's
 // completion callback, not here.
 func (s *Server) handle(l *listener, client *net.TCPConn) {
 	lr := l.rt.Load()
@@ -61,8 +61,9 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 }
 
 // serveRoute inspects the ClientHello, routes, terminates or passes TLS
-// through, dials the backend and relays. It reports whether the event loop
-// took the connection over (and will end it).
+// through, dials the backend and relays. It reports whether the relay (the
+// event loop, or the relay's own goroutines) took the connection over and
+// will end it.
 func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bool {
 	client, rec := c.client, &c.rec
 	var raw []byte
@@ -149,8 +150,11 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 			return true
 		}
 	}
-	c.relayDone(s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle))
-	return false
+	s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle, func(res relayResult) {
+		c.relayDone(res)
+		c.end()
+	})
+	return true
 }
 
 // dialBudget bounds all of a pool's dial attempts together.
@@ -195,7 +199,7 @@ func handshake(client *net.TCPConn, raw []byte, cfg *tls.Config, timeout time.Du
 	if len(raw) > 0 {
 		under = &replayConn{Conn: client, buf: raw}
 	}
-	tc := tls.Server(under, cfg)
+	tc := tls.Server(&recordConn{Conn: under}, cfg)
 	if timeout > 0 {
 		_ = client.SetDeadline(time.Now().Add(timeout))
 	}

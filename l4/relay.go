@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,7 +36,9 @@ type relayer struct {
 	bufs sync.Pool
 }
 
-// copyBufferSize is one TLS record's worth of plaintext.
+// copyBufferSize is one TLS record's worth of plaintext (2^14 bytes, the
+// most a record may carry in TLS 1.2 and 1.3), so one tls.Conn.Read drains
+// a whole record.
 const copyBufferSize = 16 << 10
 
 func newRelayer() *relayer {
@@ -46,40 +49,59 @@ func newRelayer() *relayer {
 
 // relay moves bytes both ways until both directions are done: when one side
 // sends FIN the other side's write half is shut and the other direction
-// keeps going (half-close); an error on either direction closes both. It
-// returns when both directions have ended; the caller closes the conns.
-// With idle > 0 a connection on which no byte arrived from either side for
-// idle ends with idle_timeout.
-func (r *relayer) relay(client, backend leg, idle time.Duration) relayResult {
-	w := newIdleWatch(client.tcp, backend.tcp, idle)
-	type outcome struct {
-		n       int64
-		err     error
-		idleOut bool
-		at      time.Time
-	}
-	up := make(chan outcome, 1)
-	go func() {
-		n, err, idleOut := r.pipe(backend, client, w)
-		up <- outcome{n, err, idleOut, time.Now()}
-	}()
-	dn, derr, didle := r.pipe(client, backend, w)
-	downAt := time.Now()
-	u := <-up
+// keeps going (half-close); an error on either direction closes both. Each
+// direction runs in a goroutine of its own, started here with a small
+// stack (the caller's grew during the TLS handshake and is freed when it
+// returns); done is called once, from the direction that ends last, and the
+// caller closes the conns there. With idle > 0 a connection on which no byte
+// arrived from either side for idle ends with idle_timeout.
+func (r *relayer) relay(client, backend leg, idle time.Duration, done func(relayResult)) {
+	st := &relayState{w: newIdleWatch(client.tcp, backend.tcp, idle), done: done}
+	st.pending.Store(2)
+	go st.run(r, &st.up, backend, client)
+	go st.run(r, &st.down, client, backend)
+}
 
-	res := relayResult{toBackend: u.n, toClient: dn}
-	// The direction that ended first says who closed.
-	clientFirst := !u.at.After(downAt)
+// relayState is what the two directions of one relay share.
+type relayState struct {
+	w        *idleWatch
+	done     func(relayResult)
+	pending  atomic.Int32
+	up, down relayOutcome // client to backend, backend to client
+}
+
+// relayOutcome is how one direction ended.
+type relayOutcome struct {
+	n       int64
+	err     error
+	idleOut bool
+	at      time.Time
+}
+
+// run copies one direction; the second direction to end reports both.
+func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
+	n, err, idleOut := r.pipe(dst, src, st.w)
+	*out = relayOutcome{n, err, idleOut, time.Now()}
+	if st.pending.Add(-1) == 0 {
+		st.done(st.result())
+	}
+}
+
+// result combines the two outcomes; the direction that ended first says who
+// closed.
+func (st *relayState) result() relayResult {
+	u, d := &st.up, &st.down
+	res := relayResult{toBackend: u.n, toClient: d.n}
 	switch {
-	case u.idleOut || didle:
+	case u.idleOut || d.idleOut:
 		res.reason = CloseIdleTimeout
-	case clientFirst:
+	case !u.at.After(d.at):
 		res.reason, res.err = CloseClientClosed, u.err
 	default:
-		res.reason, res.err = CloseBackendClosed, derr
+		res.reason, res.err = CloseBackendClosed, d.err
 	}
 	if res.err == nil {
-		res.err = firstErr(u.err, derr)
+		res.err = firstErr(u.err, d.err)
 	}
 	return res
 }
@@ -129,15 +151,16 @@ func (r *relayer) copyOnce(dst, src leg) (int64, error) {
 	return r.copyBuffered(dst, src)
 }
 
-// copyBuffered copies through a pooled buffer. When the source is a plain
-// socket it first waits for readability without a buffer, so an idle
-// connection pins none; a *tls.Conn source keeps its buffer during Read,
-// because crypto/tls may hold whole records already read from the socket.
+// copyBuffered copies through a pooled buffer. It first waits for the
+// source socket to be readable, holding no buffer, so an idle connection
+// pins none. For a *tls.Conn source that is safe only over a recordConn:
+// then a Read into a buffer of at least one record's plaintext leaves no
+// byte buffered inside crypto/tls (see recordConn).
 func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
 	var total int64
-	plain := src.conn == net.Conn(src.tcp)
+	wait := src.conn == net.Conn(src.tcp) || recordBounded(src.conn)
 	for {
-		if plain {
+		if wait {
 			if err := waitReadable(src.tcp); err != nil {
 				return total, err
 			}
@@ -160,6 +183,17 @@ func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
 			return total, rerr
 		}
 	}
+}
+
+// recordBounded reports whether c is a *tls.Conn that reads through a
+// recordConn, so that waiting for its socket is safe between Reads.
+func recordBounded(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	_, ok = tc.NetConn().(*recordConn)
+	return ok
 }
 
 // waitReadable blocks until the socket has bytes (or EOF, or an error) to
