@@ -24,7 +24,8 @@ type conn struct {
 	client     *net.TCPConn
 	backend    atomic.Pointer[net.TCPConn]
 	backendRef atomic.Pointer[balancer.Backend]
-	flow       atomic.Pointer[relayloop.Flow]
+	flow       atomic.Pointer[relayloop.Flow] // plain TCP in the event loop
+	parked     atomic.Pointer[parkedRelay]    // terminated TLS
 	forced     atomic.Pointer[string]
 	meta       atomic.Pointer[connMeta]
 	cleanups   []func() // run in reverse order by end
@@ -46,6 +47,10 @@ func (c *conn) forceClose(reason string) {
 	c.forced.CompareAndSwap(nil, &reason)
 	if f := c.flow.Load(); f != nil {
 		f.Close(reason)
+		return
+	}
+	if p := c.parked.Load(); p != nil {
+		p.close()
 		return
 	}
 	c.client.Close()

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/clienthello"
 )
@@ -150,10 +152,23 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 			return true
 		}
 	}
-	s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle, func(res relayResult) {
+	back := leg{conn: backend, tcp: backend}
+	finish := func(res relayResult) {
 		c.relayDone(res)
 		c.end()
-	})
+	}
+	if s.loops != nil {
+		p, err := s.relayer.relayParked(s.loops, front, back, idle, finish)
+		if err == nil {
+			c.parked.Store(p)
+			if c.forced.Load() != nil { // a force close raced with the hand-off
+				p.close()
+			}
+			return true
+		}
+		s.log.Debug("event loop refused a watch; relaying in goroutines", zap.Error(err))
+	}
+	s.relayer.relay(front, back, idle, finish)
 	return true
 }
 

@@ -165,24 +165,31 @@ func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
 				return total, err
 			}
 		}
-		bp := r.bufs.Get().(*[]byte)
-		n, rerr := src.conn.Read(*bp)
-		var werr error
-		if n > 0 {
-			_, werr = dst.conn.Write((*bp)[:n])
-			total += int64(n)
-		}
-		r.bufs.Put(bp)
-		if werr != nil {
-			return total, werr
-		}
-		if rerr == io.EOF {
+		n, err := r.copyChunk(dst, src)
+		total += n
+		if err == io.EOF {
 			return total, nil
 		}
-		if rerr != nil {
-			return total, rerr
+		if err != nil {
+			return total, err
 		}
 	}
+}
+
+// copyChunk makes one read from src (for a *tls.Conn, one record) into a
+// pooled buffer and writes what it got to dst. It returns the bytes
+// written and the read's error (io.EOF at the end), or the write's.
+func (r *relayer) copyChunk(dst, src leg) (int64, error) {
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	n, rerr := src.conn.Read(*bp)
+	if n > 0 {
+		w, werr := dst.conn.Write((*bp)[:n])
+		if werr != nil {
+			return int64(w), werr
+		}
+	}
+	return int64(n), rerr
 }
 
 // recordBounded reports whether c is a *tls.Conn that reads through a

@@ -224,11 +224,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		s.mu.Lock()
-		n := len(s.conns)
+		victims := make([]*conn, 0, len(s.conns))
 		for c := range s.conns {
-			c.forceClose(CloseShutdown)
+			victims = append(victims, c)
 		}
 		s.mu.Unlock()
+		n := len(victims)
+		for _, c := range victims { // outside mu: a close may end the conn here
+			c.forceClose(CloseShutdown)
+		}
 		s.cancel()
 		err = fmt.Errorf("shutdown grace over: closed %d open connections", n)
 		<-done

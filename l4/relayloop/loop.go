@@ -47,6 +47,10 @@ type loop struct {
 	stopping  bool
 	stopped   chan struct{}
 
+	watches     []watchSlot // by slot
+	freeWatches []int32
+	epfdClosed  bool
+
 	// Loop-goroutine state.
 	pipes   []*pipe
 	bigN    int // big pipes open, free or in use
@@ -140,6 +144,7 @@ func (l *loop) run() {
 	defer close(l.stopped)
 	events := make([]unix.EpollEvent, 256)
 	batch := make([]*Flow, 0, 256)
+	var ready []*Watch
 	lastSweep := time.Now()
 	for {
 		timeout := -1
@@ -153,19 +158,28 @@ func (l *loop) run() {
 			panic(fmt.Sprintf("relay: epoll_wait: %v", err)) // EBADF/EINVAL: a bug, not a condition
 		}
 		l.mu.Lock()
-		batch = batch[:0]
+		batch, ready = batch[:0], ready[:0]
 		for i := 0; i < n; i++ {
-			if events[i].Fd == wakeID {
+			switch id := events[i].Fd; {
+			case id == wakeID:
 				batch = append(batch, nil)
-				continue
+			case id < wakeID:
+				batch = append(batch, nil)
+				if w := l.watchFor(&events[i]); w != nil {
+					ready = append(ready, w)
+				}
+			default:
+				batch = append(batch, l.flows[id])
 			}
-			batch = append(batch, l.flows[events[i].Fd])
 		}
 		reqs := l.closeReqs
 		l.closeReqs = nil
 		stopping := l.stopping
 		l.mu.Unlock()
 
+		for _, w := range ready {
+			w.ready()
+		}
 		for i, f := range batch {
 			if f == nil {
 				if events[i].Fd == wakeID {
@@ -311,8 +325,11 @@ func (l *loop) shutdown() {
 	}
 	l.pipes = nil
 	l.closeFinished()
+	l.mu.Lock()
+	l.epfdClosed = true
 	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
+	l.mu.Unlock()
 }
 
 func ptr(s string) *string { return &s }

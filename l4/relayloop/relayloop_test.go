@@ -342,3 +342,51 @@ func TestBigPipesAreBounded(t *testing.T) {
 		t.Fatalf("after a big pipe closed, a new pipe has %d bytes (%v), want %d", p.size, err, bigPipeSize)
 	}
 }
+
+// A watch fires once per arming when its socket is readable, and never
+// after Stop.
+func TestWatchFiresOncePerArm(t *testing.T) {
+	r := newRelay(t)
+	ln := listen(t)
+	local, peer := tcpPair(t, ln)
+	fired := make(chan struct{}, 4)
+	w, err := r.NewWatch(func() { fired <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := local.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFD := func(f func(int) error) {
+		t.Helper()
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil || ferr != nil {
+			t.Fatal(err, ferr)
+		}
+	}
+	expect := func(want bool, what string) {
+		t.Helper()
+		select {
+		case <-fired:
+			if !want {
+				t.Fatalf("%s: the watch fired", what)
+			}
+		case <-time.After(200 * time.Millisecond):
+			if want {
+				t.Fatalf("%s: the watch did not fire", what)
+			}
+		}
+	}
+	withFD(w.Add)
+	expect(false, "nothing sent")
+	_, _ = peer.Write([]byte("x"))
+	expect(true, "a byte sent")
+	_, _ = peer.Write([]byte("y"))
+	expect(false, "not armed again")
+	withFD(w.Arm)
+	expect(true, "armed with bytes unread") // level-triggered: the unread bytes count
+	w.Stop()
+	withFD(w.Arm)
+	expect(false, "stopped")
+}

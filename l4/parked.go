@@ -1,0 +1,222 @@
+package l4
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/relayloop"
+)
+
+// States of a parked direction.
+const (
+	dirParked  int32 = iota // waiting on its watch, no goroutine
+	dirRunning              // a goroutine drains the source
+	dirEnded                // done; its outcome is recorded
+)
+
+// parkedRelay relays a connection whose bytes must pass through Go code
+// (terminated TLS) with no goroutine while it is idle. Each direction
+// waits on a relayloop.Watch of its source socket; when the source becomes
+// readable a goroutine copies until the socket has nothing more, arms the
+// watch again and ends. An idle terminated connection so costs its
+// crypto/tls state and two sockets, not two goroutine stacks.
+//
+// Reads stay safe to wait for because the *tls.Conn reads through a
+// recordConn and into record-sized buffers (see copyBuffered).
+type parkedRelay struct {
+	r               *relayer
+	st              relayState
+	client, backend leg
+	dirs            [2]parkedDir // client to backend, backend to client
+	closed          atomic.Bool
+	idleOut         atomic.Bool
+	timer           *time.Timer // idle timeout; nil when disabled
+}
+
+// parkedDir is one direction of a parkedRelay.
+type parkedDir struct {
+	p        *parkedRelay
+	dst, src leg
+	out      *relayOutcome
+	watch    *relayloop.Watch
+	state    atomic.Int32
+	total    int64 // touched only by the running goroutine, then by finish
+}
+
+// relayParked starts a parked relay; done is called once when both
+// directions have ended, as with relay. It fails only when the event loops
+// cannot take the sockets (the caller relays in goroutines instead).
+func (r *relayer) relayParked(loops *relayloop.Relay, client, backend leg, idle time.Duration, done func(relayResult)) (*parkedRelay, error) {
+	p := &parkedRelay{r: r, client: client, backend: backend}
+	p.st.w = newIdleWatch(client.tcp, backend.tcp, idle)
+	p.st.done = done
+	p.dirs[0] = parkedDir{p: p, dst: backend, src: client, out: &p.st.up}
+	p.dirs[1] = parkedDir{p: p, dst: client, src: backend, out: &p.st.down}
+	for i := range p.dirs {
+		w, err := loops.NewWatch(p.dirs[i].ready)
+		if err != nil {
+			p.stopWatches()
+			return nil, err
+		}
+		p.dirs[i].watch = w
+	}
+	p.st.pending.Store(2)
+	if idle > 0 {
+		p.timer = time.AfterFunc(idle, p.checkIdle)
+	}
+	for i := range p.dirs {
+		d := &p.dirs[i]
+		if err := d.withFD(d.watch.Add); err != nil {
+			// Nothing ran yet on this direction; the one registered
+			// before it ends through close.
+			d.state.Store(dirEnded)
+			d.finish(err)
+			p.close()
+			return p, nil
+		}
+	}
+	return p, nil
+}
+
+func (p *parkedRelay) stopWatches() {
+	for i := range p.dirs {
+		if w := p.dirs[i].watch; w != nil {
+			w.Stop()
+		}
+	}
+}
+
+// close ends the relay from outside or after an error: both sockets are
+// closed (a running direction fails out of its read or write) and a parked
+// direction ends at once.
+func (p *parkedRelay) close() {
+	if !p.closed.CompareAndSwap(false, true) {
+		return
+	}
+	p.client.tcp.Close()
+	p.backend.tcp.Close()
+	for i := range p.dirs {
+		if d := &p.dirs[i]; d.state.CompareAndSwap(dirParked, dirEnded) {
+			d.finish(nil)
+		}
+	}
+}
+
+// checkIdle runs when the idle timeout may have passed: a connection that
+// received bytes on either socket since the last look gets a new period.
+func (p *parkedRelay) checkIdle() {
+	w := p.st.w
+	if w.stillActive() {
+		w.mu.Lock()
+		next := time.Until(w.lastActive.Add(w.idle))
+		w.mu.Unlock()
+		p.timer.Reset(max(next, time.Millisecond))
+		return
+	}
+	p.idleOut.Store(true)
+	p.close()
+}
+
+// ready is the watch's callback, in the event loop's goroutine.
+func (d *parkedDir) ready() {
+	if d.state.CompareAndSwap(dirParked, dirRunning) {
+		go d.drain()
+	}
+}
+
+// drain copies while the source has bytes, then parks again.
+func (d *parkedDir) drain() {
+	for {
+		n, err := d.p.r.copyChunk(d.dst, d.src)
+		d.total += n
+		if err != nil {
+			d.end(err)
+			return
+		}
+		if !readableNow(d.src.tcp) {
+			break
+		}
+	}
+	d.state.Store(dirParked)
+	if d.p.closed.Load() {
+		if d.state.CompareAndSwap(dirParked, dirEnded) {
+			d.finish(nil)
+		}
+		return
+	}
+	if err := d.withFD(d.watch.Arm); err != nil && d.state.CompareAndSwap(dirParked, dirEnded) {
+		d.finish(nil) // the socket was closed under us
+		d.p.close()
+	}
+}
+
+// end records how a running direction stopped: at EOF the FIN (and
+// close_notify) is passed on and the other direction goes on; after an
+// error both sockets are closed.
+func (d *parkedDir) end(err error) {
+	d.state.Store(dirEnded)
+	if errors.Is(err, io.EOF) {
+		closeWrite(d.dst)
+		d.finish(nil)
+		return
+	}
+	if isClosedErr(err) {
+		err = nil // closed by the other direction, the idle timer or shutdown
+	}
+	d.finish(err)
+	d.p.close()
+}
+
+// finish records the outcome; the second direction to finish reports both.
+func (d *parkedDir) finish(err error) {
+	*d.out = relayOutcome{n: d.total, err: err, at: time.Now()}
+	d.watch.Stop()
+	p := d.p
+	if p.st.pending.Add(-1) != 0 {
+		return
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	res := p.st.result()
+	if p.idleOut.Load() {
+		res.reason = CloseIdleTimeout
+	}
+	p.st.done(res)
+}
+
+// withFD runs f with the source socket's descriptor, which stays open
+// during the call.
+func (d *parkedDir) withFD(f func(fd int) error) error {
+	rc, err := d.src.tcp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// readableNow reports whether the socket has bytes, EOF or an error to
+// read right now. A socket that cannot be asked reports true, so the next
+// read tells what is wrong.
+func readableNow(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := true
+	_ = rc.Control(func(fd uintptr) {
+		var probe [1]byte
+		_, _, e := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ready = e != unix.EAGAIN
+	})
+	return ready
+}
