@@ -21,21 +21,20 @@ type conn struct {
 	lr  *listenerRuntime
 	rec Record
 
-	client     *net.TCPConn
+	// client and backend are the sockets while Go code owns them; once the
+	// event loop owns duplicates they are nil, so an idle relayed
+	// connection keeps no net.TCPConn (and its addresses) alive.
+	client     atomic.Pointer[net.TCPConn]
 	backend    atomic.Pointer[net.TCPConn]
 	backendRef atomic.Pointer[balancer.Backend]
 	flow       atomic.Pointer[relayloop.Flow] // plain TCP in the event loop
 	parked     atomic.Pointer[parkedRelay]    // terminated TLS
 	forced     atomic.Pointer[string]
-	meta       atomic.Pointer[connMeta]
-	cleanups   []func() // run in reverse order by end
-}
-
-// connMeta is what Connections reports of a routed connection.
-type connMeta struct {
-	id                             uint64
-	listener, route, pool, backend string
-	start                          time.Time
+	// routed is set once rec's ID, Listener, Route, Pool, Backend and
+	// Start are final; Connections reads only those fields, and only after
+	// it sees routed.
+	routed   atomic.Bool
+	cleanups []func() // run in reverse order by end
 }
 
 // onEnd registers a cleanup for the end of the connection.
@@ -53,7 +52,14 @@ func (c *conn) forceClose(reason string) {
 		p.close()
 		return
 	}
-	c.client.Close()
+	c.closeSockets()
+}
+
+// closeSockets closes the sockets Go code still owns.
+func (c *conn) closeSockets() {
+	if cl := c.client.Load(); cl != nil {
+		cl.Close()
+	}
 	if b := c.backend.Load(); b != nil {
 		b.Close()
 	}
@@ -64,10 +70,7 @@ func (c *conn) end() {
 	for i := len(c.cleanups) - 1; i >= 0; i-- {
 		c.cleanups[i]()
 	}
-	c.client.Close()
-	if b := c.backend.Load(); b != nil {
-		b.Close()
-	}
+	c.closeSockets()
 	c.srv.untrack(c)
 	c.l.active.Add(-1)
 	if p := c.forced.Load(); p != nil {
@@ -97,7 +100,7 @@ func (c *conn) relayDone(res relayResult) {
 // relayInLoop hands a plain TCP pair to the event loop. It reports false
 // when the loop could not take it (the caller relays in this goroutine).
 func (s *Server) relayInLoop(c *conn, backend *net.TCPConn, idle time.Duration) bool {
-	f, err := s.loops.Start(c.client, backend, idle, func(res relayloop.Result) {
+	f, err := s.loops.Start(c.client.Load(), backend, idle, func(res relayloop.Result) {
 		c.relayDone(fromLoop(res))
 		c.end()
 	})
@@ -106,6 +109,8 @@ func (s *Server) relayInLoop(c *conn, backend *net.TCPConn, idle time.Duration) 
 		return false
 	}
 	c.flow.Store(f)
+	c.client.Store(nil) // closed by Start; the flow owns duplicates
+	c.backend.Store(nil)
 	if p := c.forced.Load(); p != nil { // a force close raced with the hand-off
 		f.Close(*p)
 	}

@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,7 +25,8 @@ const maxClientHello = 16 << 10
 // completion callback, not here.
 func (s *Server) handle(l *listener, client *net.TCPConn) {
 	lr := l.rt.Load()
-	c := &conn{srv: s, l: l, lr: lr, client: client}
+	c := &conn{srv: s, l: l, lr: lr}
+	c.client.Store(client)
 	c.rec = Record{ID: s.nextID.Add(1), Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
 	l.active.Add(1)
 	handedOff := false
@@ -67,7 +67,7 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 // event loop, or the relay's own goroutines) took the connection over and
 // will end it.
 func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bool {
-	client, rec := c.client, &c.rec
+	client, rec := c.client.Load(), &c.rec
 	var raw []byte
 	var hello *clienthello.Info
 	r := lr.catchAll
@@ -114,9 +114,8 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 		rec.TLS = TLSPassthrough
 	}
 
-	ctx, cancel := context.WithTimeout(s.ctx, dialBudget(r.pool))
-	backend, b, err := r.pool.Dial(ctx, rec.Client.Addr())
-	cancel()
+	// Each attempt is bounded by connect_timeout; s.ctx aborts at shutdown.
+	backend, b, err := r.pool.Dial(s.ctx, rec.Client.Addr())
 	if err != nil {
 		rec.Close, rec.Err = CloseDialFailed, err
 		if errors.Is(err, balancer.ErrNoBackend) {
@@ -128,7 +127,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 	rec.Backend = b.Address
 	c.backend.Store(backend)
 	c.backendRef.Store(b)
-	c.meta.Store(&connMeta{id: rec.ID, listener: rec.Listener, route: rec.Route, pool: rec.Pool, backend: b.Address, start: rec.Start})
+	c.routed.Store(true)
 	if c.forced.Load() != nil { // shutdown raced with the dial
 		return false
 	}
@@ -170,11 +169,6 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 	}
 	s.relayer.relay(front, back, idle, finish)
 	return true
-}
-
-// dialBudget bounds all of a pool's dial attempts together.
-func dialBudget(p *balancer.Pool) time.Duration {
-	return time.Duration(max(p.Config.ConnectAttempts, 1))*p.Config.ConnectTimeout + time.Second
 }
 
 // inspect reads the ClientHello within inspect_timeout and picks a route.

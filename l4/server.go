@@ -127,7 +127,9 @@ func (s *Server) Apply(rt *Runtime) error {
 }
 
 func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
-	lc := net.ListenConfig{KeepAlive: s.opts.KeepAlive}
+	// Keepalive is set once on the listening socket, which accepted
+	// sockets inherit, instead of four setsockopt calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1, Control: keepAliveControl(s.opts.KeepAlive)}
 	ln, err := lc.Listen(context.Background(), "tcp", lr.cfg.Listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -267,16 +269,18 @@ func (s *Server) Connections() []ConnInfo {
 	s.mu.Unlock()
 	out := make([]ConnInfo, 0, len(list))
 	for _, c := range list {
-		m := c.meta.Load()
-		if m == nil {
+		if !c.routed.Load() {
 			continue
 		}
-		ci := ConnInfo{ID: m.id, Listener: m.listener, Route: m.route, Pool: m.pool, Backend: m.backend, Start: m.start}
+		r := &c.rec
+		ci := ConnInfo{ID: r.ID, Listener: r.Listener, Route: r.Route, Pool: r.Pool, Backend: r.Backend, Start: r.Start}
 		if f := c.flow.Load(); f != nil {
 			tb, tc := f.Bytes()
 			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)
 		} else {
-			ci.ReceivedFromClient = tcpBytesReceived(c.client)
+			if cl := c.client.Load(); cl != nil {
+				ci.ReceivedFromClient = tcpBytesReceived(cl)
+			}
 			if b := c.backend.Load(); b != nil {
 				ci.ReceivedFromBackend = tcpBytesReceived(b)
 			}

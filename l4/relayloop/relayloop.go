@@ -96,16 +96,16 @@ func (r *Relay) Start(client, backend *net.TCPConn, idle time.Duration, done fun
 		unix.Close(cfd)
 		return nil, fmt.Errorf("relay: take over backend socket: %w", err)
 	}
-	client.Close()
-	backend.Close()
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
 	f := &Flow{loop: l, fds: [2]int{cfd, bfd}, idle: idle, done: done, firstEnd: -1}
 	f.lastActive.Store(time.Now().UnixNano())
 	if err := l.add(f); err != nil {
 		unix.Close(cfd)
 		unix.Close(bfd)
-		return nil, err
+		return nil, err // the conns are still open: the caller can relay them itself
 	}
+	client.Close()
+	backend.Close()
 	return f, nil
 }
 
