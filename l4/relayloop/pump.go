@@ -74,27 +74,112 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 		if !ds.readable {
 			return false // wait for EPOLLIN
 		}
-		p, err := l.getPipe()
-		if err != nil {
-			l.fail(f, d, err)
-			return false
+		ok := false
+		if ds.splicing {
+			ok = l.spliceIn(f, d, src)
+		} else {
+			ok = l.copyIn(f, d, src, dst)
 		}
-		ds.pipe = p
-		n, err := unix.Splice(src, nil, p.w, nil, p.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		switch {
-		case err == unix.EAGAIN:
-			ds.readable = false // the pipe is empty, so the socket is
-		case err == unix.EINTR:
-		case err != nil:
-			l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
+		if !ok {
 			return false
-		case n == 0:
-			ds.eof = true
-		default:
-			ds.inPipe = int(n)
-			f.lastActive.Store(time.Now().UnixNano())
 		}
 	}
+}
+
+// spliceIn moves what the source has into a pipe without copying it; the
+// next turn splices it on. A read smaller than the copy buffer ends the
+// burst: the direction goes back to copying.
+func (l *loop) spliceIn(f *Flow, d, src int) bool {
+	ds := &f.dirs[d]
+	p, err := l.getPipe()
+	if err != nil {
+		l.fail(f, d, err)
+		return false
+	}
+	ds.pipe = p
+	n, err := unix.Splice(src, nil, p.w, nil, p.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	switch {
+	case err == unix.EAGAIN:
+		ds.readable = false // the pipe is empty, so the socket is
+	case err == unix.EINTR:
+	case err != nil:
+		l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
+		return false
+	case n == 0:
+		ds.eof = true
+	default:
+		ds.inPipe = int(n)
+		f.lastActive.Store(time.Now().UnixNano())
+		if n < copyBufSize {
+			ds.splicing = false
+		}
+	}
+	return true
+}
+
+// copyIn reads what the source has into the loop's buffer and writes it on
+// at once: for the small messages of interactive traffic two plain calls
+// cost less than two splices and a pipe. What the destination cannot take
+// now waits in a pipe, which the next turns splice on. A read that fills
+// the buffer starts a burst: the direction splices from then on.
+func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
+	ds := &f.dirs[d]
+	n, err := unix.Read(src, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		ds.readable = false
+		return true
+	case err == unix.EINTR:
+		return true
+	case err != nil:
+		l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
+		return false
+	case n == 0:
+		ds.eof = true
+		return true
+	}
+	f.lastActive.Store(time.Now().UnixNano())
+	if n < len(l.buf) {
+		// A short read emptied the socket of bytes; with edge-triggered
+		// epoll the next byte (or FIN) to arrive brings a new event, so
+		// skip the read that would say EAGAIN. A FIN that had already
+		// arrived brings none: then read on to the EOF.
+		ds.readable = ds.finSeen
+	} else {
+		ds.splicing = true
+	}
+	w := 0
+	if ds.writable {
+		w, err = unix.Write(dst, l.buf[:n])
+		switch {
+		case err == unix.EAGAIN:
+			w, ds.writable = 0, false
+		case err == unix.EINTR:
+			w = 0
+		case err != nil:
+			l.fail(f, 1-d, fmt.Errorf("write to %s: %w", sideName(1-d), err))
+			return false
+		}
+		f.bytes[d].Add(int64(w))
+	}
+	if w == n {
+		return true
+	}
+	p, err := l.getPipe()
+	if err != nil {
+		l.fail(f, d, err)
+		return false
+	}
+	ds.pipe = p
+	// An empty pipe holds at least 64 KiB, more than the copy buffer.
+	m, err := unix.Write(p.w, l.buf[w:n])
+	if err != nil || m != n-w {
+		l.fail(f, d, fmt.Errorf("relay: keep %d bytes for %s in a pipe: wrote %d: %v", n-w, sideName(1-d), m, err))
+		return false
+	}
+	ds.inPipe = m
+	l.stashed.Add(1)
+	return true
 }
 
 // hasWork reports whether a direction can make progress without a new

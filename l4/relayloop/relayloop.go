@@ -1,5 +1,8 @@
 // Package relayloop relays pairs of TCP sockets in a few epoll event loops
 // of its own, with splice(2) through pipes borrowed only while bytes move.
+// Small messages (a read that does not fill 16 KiB) are copied through the
+// loop's one buffer instead, which costs less than two splices; a read that
+// fills it switches the direction to splicing until the burst ends.
 //
 // An idle relayed connection costs two socket descriptors and one small
 // struct: no goroutine, no buffer, no pipe. Go's own netpoller path keeps two
@@ -153,7 +156,9 @@ type Flow struct {
 type direction struct {
 	pipe     *pipe
 	inPipe   int
+	splicing bool // in a burst: read with splice, not copyIn
 	readable bool // the source may have bytes (or EOF)
+	finSeen  bool // an event reported the source's FIN (or an error): read to the end
 	writable bool // the destination may take bytes
 	eof      bool // the source sent FIN
 	shut     bool // the destination's write half is shut

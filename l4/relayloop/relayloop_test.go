@@ -390,3 +390,51 @@ func TestWatchFiresOncePerArm(t *testing.T) {
 	withFD(w.Arm)
 	expect(false, "stopped")
 }
+
+// Small messages to a backend that does not read for a while: the loop
+// copies them, keeps what the full destination cannot take in a pipe, and
+// delivers every byte in order once the backend reads.
+func TestSmallMessagesToAFullDestination(t *testing.T) {
+	r := newRelay(t)
+	ln := listen(t)
+	proxyClient, client := tcpPair(t, ln)
+	proxyBackend, backend := tcpPair(t, ln)
+	_ = proxyBackend.SetWriteBuffer(4096)
+	t.Cleanup(func() { client.Close(); backend.Close() })
+	done := make(chan Result, 1)
+	if _, err := r.Start(proxyClient, proxyBackend, 0, func(res Result) { done <- res }); err != nil {
+		t.Fatal(err)
+	}
+	const msgs, size = 400, 1000
+	want := make([]byte, msgs*size)
+	_, _ = rand.Read(want)
+	go func() {
+		for i := range msgs {
+			_, _ = client.Write(want[i*size : (i+1)*size])
+			time.Sleep(200 * time.Microsecond)
+		}
+		_ = client.CloseWrite()
+	}()
+	time.Sleep(300 * time.Millisecond) // the backend does not read: its side fills up
+	_ = backend.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(backend)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("backend got %d of %d bytes (equal: %v), %v", len(got), len(want), bytes.Equal(got, want), err)
+	}
+	_ = backend.CloseWrite()
+	select {
+	case res := <-done:
+		if res.ToBackend != int64(len(want)) {
+			t.Fatalf("result %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("flow did not finish")
+	}
+	var stashed int64
+	for _, l := range r.loops {
+		stashed += l.stashed.Load()
+	}
+	if stashed == 0 {
+		t.Fatal("the destination never filled: the test did not exercise keeping copied bytes in a pipe")
+	}
+}
