@@ -188,11 +188,17 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	}
 	held, who := e.conversation(t, 2)
 	defer held.Close()
+	// Live byte counts are bumped just after the relay's write returns, so
+	// a client can read its echo a moment before the counter says so: poll
+	// until every figure is in (or the deadline passes and the checks below
+	// say which one is off).
 	deadline := time.Now().Add(3 * time.Second)
 	var fams map[string]*dto.MetricFamily
 	for time.Now().Before(deadline) {
 		fams = scrape(t, e.base)
-		if value(fams, "l4edge_connections_total", map[string]string{"result": "client_closed"}) == 5 {
+		if value(fams, "l4edge_connections_total", map[string]string{"result": "client_closed"}) == 5 &&
+			value(fams, "l4edge_bytes_total", map[string]string{"pool": "ws", "direction": "to_backend"}) == 5*27+18 &&
+			value(fams, "l4edge_bytes_total", map[string]string{"pool": "ws", "direction": "to_client"}) == 5*(27+3*2)+2*(9+2) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
