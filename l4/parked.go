@@ -1,9 +1,11 @@
 package l4
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -131,15 +133,21 @@ func (d *parkedDir) ready() {
 
 // drain copies while the source has bytes, then parks again.
 func (d *parkedDir) drain() {
-	for {
-		n, err := d.p.r.copyChunk(d.dst, d.src)
-		d.total += n
-		if err != nil {
-			d.end(err)
+	if d.src.conn == net.Conn(d.src.tcp) {
+		if !d.drainPlain() {
 			return
 		}
-		if !readableNow(d.src.tcp) {
-			break
+	} else {
+		for {
+			n, err := d.p.r.copyChunk(d.dst, d.src)
+			d.total += n
+			if err != nil {
+				d.end(err)
+				return
+			}
+			if !readableNow(d.src.tcp) {
+				break
+			}
 		}
 	}
 	d.state.Store(dirParked)
@@ -153,6 +161,69 @@ func (d *parkedDir) drain() {
 		d.finish(nil) // the socket was closed under us
 		d.p.close()
 	}
+}
+
+// drainPlain copies from a plain socket with non-blocking reads into a
+// large buffer until the socket says EAGAIN: no readiness probe per read,
+// and up to four full TLS records per read when the destination is a
+// *tls.Conn. It reports false when the direction ended.
+func (d *parkedDir) drainPlain() bool {
+	rc, err := d.src.tcp.SyscallConn()
+	if err != nil {
+		d.end(err)
+		return false
+	}
+	bp := d.p.r.bigBufs.Get().(*[]byte)
+	defer d.p.r.bigBufs.Put(bp)
+	buf := *bp
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return true // never wait: EAGAIN means park
+		}); err != nil {
+			d.end(err)
+			return false
+		}
+		switch {
+		case rerr == unix.EAGAIN:
+			return true
+		case rerr == unix.EINTR:
+			continue
+		case rerr != nil:
+			d.end(&net.OpError{Op: "read", Net: "tcp", Source: d.src.tcp.LocalAddr(), Addr: d.src.tcp.RemoteAddr(), Err: os.NewSyscallError("read", rerr)})
+			return false
+		case n == 0:
+			d.end(io.EOF)
+			return false
+		}
+		w, werr := d.writeBatched(buf[:n])
+		d.total += int64(w)
+		if werr != nil {
+			d.end(werr)
+			return false
+		}
+	}
+}
+
+// writeBatched writes p to the destination; to a *tls.Conn over a
+// recordConn the records of p leave in one write(2).
+func (d *parkedDir) writeBatched(p []byte) (int, error) {
+	tc, ok := d.dst.conn.(*tls.Conn)
+	if !ok {
+		return d.dst.conn.Write(p)
+	}
+	rc, ok := tc.NetConn().(*recordConn)
+	if !ok {
+		return tc.Write(p)
+	}
+	rc.startBatch(&d.p.r.sealedBufs)
+	n, err := tc.Write(p)
+	if ferr := rc.flush(); err == nil && ferr != nil {
+		return 0, ferr
+	}
+	return n, err
 }
 
 // end records how a running direction stopped: at EOF the FIN (and

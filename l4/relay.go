@@ -33,8 +33,22 @@ type relayResult struct {
 // relayer moves bytes between a client and a backend. It holds the copy
 // buffers for legs that cannot splice (terminated TLS).
 type relayer struct {
-	bufs sync.Pool
+	bufs    sync.Pool // copyBufferSize: one TLS record
+	bigBufs sync.Pool // bigBufferSize: plain reads towards a *tls.Conn
+	// sealedBufs batch the records of one bigBufferSize chunk (see
+	// recordConn.startBatch); sealedBufferSize leaves room for the record
+	// overhead.
+	sealedBufs sync.Pool
 }
+
+// sealedBufferSize holds bigBufferSize of plaintext as TLS records: at
+// least four records of up to 2^14 bytes, each with a 5-byte header, a
+// content type byte and a 16-byte tag, and room for smaller records.
+const sealedBufferSize = bigBufferSize + 8<<10
+
+// bigBufferSize is what one read from a plain socket may take when a parked
+// relay drains it: four full TLS records.
+const bigBufferSize = 64 << 10
 
 // copyBufferSize is one TLS record's worth of plaintext (2^14 bytes, the
 // most a record may carry in TLS 1.2 and 1.3), so one tls.Conn.Read drains
@@ -44,6 +58,8 @@ const copyBufferSize = 16 << 10
 func newRelayer() *relayer {
 	r := &relayer{}
 	r.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	r.bigBufs.New = func() any { b := make([]byte, bigBufferSize); return &b }
+	r.sealedBufs.New = func() any { b := make([]byte, 0, sealedBufferSize); return &b }
 	return r
 }
 
