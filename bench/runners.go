@@ -21,18 +21,10 @@ func bulkRunner(streams int, useTLS bool) func(context.Context, *scenarioEnv, *l
 		if useTLS {
 			dial = tlsDialer(lt.addrs.TLSSource, env.tlsCfg)
 		}
-		conns := make([]net.Conn, 0, streams)
-		defer func() {
-			for _, c := range conns {
-				_ = c.Close()
-			}
-		}()
-		for i := range streams {
-			c, err := dial(ctx)
-			if err != nil {
-				return outcome{}, fmt.Errorf("open stream %d/%d: %w", i+1, streams, err)
-			}
-			conns = append(conns, c)
+		conns, err := openConns(ctx, dial, streams, "stream")
+		defer closeAll(conns)
+		if err != nil {
+			return outcome{}, err
 		}
 		s0, err := lt.sample()
 		if err != nil {
@@ -124,18 +116,10 @@ func runConnRate(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome
 func pingRunner(workers int) func(context.Context, *scenarioEnv, *liveTarget) (outcome, error) {
 	return func(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, error) {
 		dial := plainDialer(lt.addrs.Echo)
-		conns := make([]net.Conn, 0, workers)
-		defer func() {
-			for _, c := range conns {
-				_ = c.Close()
-			}
-		}()
-		for i := range workers {
-			c, err := dial(ctx)
-			if err != nil {
-				return outcome{}, fmt.Errorf("open connection %d/%d: %w", i+1, workers, err)
-			}
-			conns = append(conns, c)
+		conns, err := openConns(ctx, dial, workers, "connection")
+		defer closeAll(conns)
+		if err != nil {
+			return outcome{}, err
 		}
 		end := time.Now().Add(env.p.ping)
 		t, elapsed := runWorkers(workers, func(w int, t *tally) {
@@ -234,13 +218,7 @@ func idleRunner(n int, useTLS bool) func(context.Context, *scenarioEnv, *liveTar
 			return outcome{}, err
 		}
 		conns := make([]net.Conn, n)
-		defer func() {
-			for _, c := range conns {
-				if c != nil {
-					_ = c.Close()
-				}
-			}
-		}()
+		defer closeAll(conns)
 		var next atomic.Int64
 		openEnd := time.Now().Add(env.p.open)
 		opened, _ := runWorkers(32, func(_ int, t *tally) {
@@ -312,5 +290,28 @@ func idleRunner(n int, useTLS bool) func(context.Context, *scenarioEnv, *liveTar
 			}
 		}
 		return o, nil
+	}
+}
+
+// openConns dials n connections one after another. On an error it returns
+// those already open with it, for the caller's closeAll.
+func openConns(ctx context.Context, dial dialer, n int, what string) ([]net.Conn, error) {
+	conns := make([]net.Conn, 0, n)
+	for i := range n {
+		c, err := dial(ctx)
+		if err != nil {
+			return conns, fmt.Errorf("open %s %d/%d: %w", what, i+1, n, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// closeAll closes every non-nil connection.
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close()
+		}
 	}
 }

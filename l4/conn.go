@@ -70,6 +70,9 @@ func (c *conn) end() {
 	for i := len(c.cleanups) - 1; i >= 0; i-- {
 		c.cleanups[i]()
 	}
+	if b := c.backendRef.Load(); b != nil {
+		b.Release() // the slot Pool.Dial acquired
+	}
 	c.closeSockets()
 	c.srv.untrack(c)
 	c.l.active.Add(-1)

@@ -123,7 +123,6 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 		}
 		return false
 	}
-	c.onEnd(b.Release)
 	rec.Backend = b.Address
 	c.backend.Store(backend)
 	c.backendRef.Store(b)

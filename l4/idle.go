@@ -39,13 +39,18 @@ func (w *idleWatch) arm(dst, src leg) {
 	if !w.enabled() {
 		return
 	}
-	w.mu.Lock()
-	deadline := w.lastActive.Add(w.idle)
-	w.mu.Unlock()
+	deadline := w.deadline()
 	_ = src.conn.SetReadDeadline(deadline)
 	if dst.conn == net.Conn(dst.tcp) {
 		_ = dst.tcp.SetWriteDeadline(deadline)
 	}
+}
+
+// deadline is when the connection times out unless bytes arrive first.
+func (w *idleWatch) deadline() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastActive.Add(w.idle)
 }
 
 // stillActive reports, after a deadline passed, whether the connection saw

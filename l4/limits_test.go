@@ -7,48 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
-
-// blackhole returns a loopback address whose SYNs go unanswered: a socket
-// listening with backlog 0 that nobody accepts, its queue filled first.
-func blackhole(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}).String()
-	// Fill the accept queue until a dial no longer completes.
-	for i := range 8 {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = i
-	}
-	t.Skip("could not fill a backlog-0 accept queue on this kernel")
-	return ""
-}
 
 // A backend that never answers the handshake is left after connect_timeout
 // and the next backend serves the client, which sees no error.
 func TestConnectTimeoutMovesOn(t *testing.T) {
-	hole := blackhole(t)
+	hole := l4test.Blackhole(t)
 	good := startBackend(t, "", nameHandler("good"))
 	p := testPool("p", hole, good.addr())
 	p.ConnectTimeout = 300 * time.Millisecond

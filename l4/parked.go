@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,7 +37,6 @@ type parkedRelay struct {
 	client, backend leg
 	dirs            [2]parkedDir // client to backend, backend to client
 	closed          atomic.Bool
-	idleOut         atomic.Bool
 	timer           *time.Timer // idle timeout; nil when disabled
 }
 
@@ -48,6 +48,24 @@ type parkedDir struct {
 	watch    *relayloop.Watch
 	state    atomic.Int32
 	total    int64 // touched only by the running goroutine, then by finish
+
+	srcRaw syscall.RawConn // the source socket, to probe and arm with
+	// batcher is the recordConn under a *tls.Conn destination, nil for a
+	// plain one: writes to it leave one write(2) per chunk.
+	batcher *recordConn
+}
+
+// init prepares one direction of p.
+func (d *parkedDir) init(p *parkedRelay, dst, src leg, out *relayOutcome) error {
+	rc, err := src.tcp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	d.p, d.dst, d.src, d.out, d.srcRaw = p, dst, src, out, rc
+	if tc, ok := dst.conn.(*tls.Conn); ok {
+		d.batcher, _ = tc.NetConn().(*recordConn)
+	}
+	return nil
 }
 
 // relayParked starts a parked relay; done is called once when both
@@ -57,8 +75,12 @@ func (r *relayer) relayParked(loops *relayloop.Relay, client, backend leg, idle 
 	p := &parkedRelay{r: r, client: client, backend: backend}
 	p.st.w = newIdleWatch(client.tcp, backend.tcp, idle)
 	p.st.done = done
-	p.dirs[0] = parkedDir{p: p, dst: backend, src: client, out: &p.st.up}
-	p.dirs[1] = parkedDir{p: p, dst: client, src: backend, out: &p.st.down}
+	if err := p.dirs[0].init(p, backend, client, &p.st.up); err != nil {
+		return nil, err
+	}
+	if err := p.dirs[1].init(p, client, backend, &p.st.down); err != nil {
+		return nil, err
+	}
 	for i := range p.dirs {
 		w, err := loops.NewWatch(p.dirs[i].ready)
 		if err != nil {
@@ -112,15 +134,11 @@ func (p *parkedRelay) close() {
 // checkIdle runs when the idle timeout may have passed: a connection that
 // received bytes on either socket since the last look gets a new period.
 func (p *parkedRelay) checkIdle() {
-	w := p.st.w
-	if w.stillActive() {
-		w.mu.Lock()
-		next := time.Until(w.lastActive.Add(w.idle))
-		w.mu.Unlock()
-		p.timer.Reset(max(next, time.Millisecond))
+	if w := p.st.w; w.stillActive() {
+		p.timer.Reset(max(time.Until(w.deadline()), time.Millisecond))
 		return
 	}
-	p.idleOut.Store(true)
+	p.st.idleOut.Store(true)
 	p.close()
 }
 
@@ -145,7 +163,7 @@ func (d *parkedDir) drain() {
 				d.end(err)
 				return
 			}
-			if !readableNow(d.src.tcp) {
+			if !d.srcReadable() {
 				break
 			}
 		}
@@ -168,21 +186,17 @@ func (d *parkedDir) drain() {
 // and up to four full TLS records per read when the destination is a
 // *tls.Conn. It reports false when the direction ended.
 func (d *parkedDir) drainPlain() bool {
-	rc, err := d.src.tcp.SyscallConn()
-	if err != nil {
-		d.end(err)
-		return false
-	}
 	bp := d.p.r.bigBufs.Get().(*[]byte)
 	defer d.p.r.bigBufs.Put(bp)
 	buf := *bp
+	var n int
+	var rerr error
+	read := func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return true // never wait: EAGAIN means park
+	}
 	for {
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf)
-			return true // never wait: EAGAIN means park
-		}); err != nil {
+		if err := d.srcRaw.Read(read); err != nil {
 			d.end(err)
 			return false
 		}
@@ -210,17 +224,12 @@ func (d *parkedDir) drainPlain() bool {
 // writeBatched writes p to the destination; to a *tls.Conn over a
 // recordConn the records of p leave in one write(2).
 func (d *parkedDir) writeBatched(p []byte) (int, error) {
-	tc, ok := d.dst.conn.(*tls.Conn)
-	if !ok {
+	if d.batcher == nil {
 		return d.dst.conn.Write(p)
 	}
-	rc, ok := tc.NetConn().(*recordConn)
-	if !ok {
-		return tc.Write(p)
-	}
-	rc.startBatch(&d.p.r.sealedBufs)
-	n, err := tc.Write(p)
-	if ferr := rc.flush(); err == nil && ferr != nil {
+	d.batcher.startBatch(&d.p.r.sealedBufs)
+	n, err := d.dst.conn.Write(p)
+	if ferr := d.batcher.flush(); err == nil && ferr != nil {
 		return 0, ferr
 	}
 	return n, err
@@ -254,40 +263,24 @@ func (d *parkedDir) finish(err error) {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	res := p.st.result()
-	if p.idleOut.Load() {
-		res.reason = CloseIdleTimeout
-	}
-	p.st.done(res)
+	p.st.done(p.st.result())
 }
 
 // withFD runs f with the source socket's descriptor, which stays open
 // during the call.
 func (d *parkedDir) withFD(f func(fd int) error) error {
-	rc, err := d.src.tcp.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+	if err := d.srcRaw.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
 		return err
 	}
 	return ferr
 }
 
-// readableNow reports whether the socket has bytes, EOF or an error to
-// read right now. A socket that cannot be asked reports true, so the next
-// read tells what is wrong.
-func readableNow(c *net.TCPConn) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return true
-	}
+// srcReadable reports whether the source has bytes, EOF or an error to read
+// right now. A socket that cannot be asked reports true, so the next read
+// tells what is wrong.
+func (d *parkedDir) srcReadable() bool {
 	ready := true
-	_ = rc.Control(func(fd uintptr) {
-		var probe [1]byte
-		_, _, e := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ready = e != unix.EAGAIN
-	})
+	_ = d.srcRaw.Control(func(fd uintptr) { ready = readableFD(fd) })
 	return ready
 }

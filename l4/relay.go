@@ -83,21 +83,24 @@ type relayState struct {
 	w        *idleWatch
 	done     func(relayResult)
 	pending  atomic.Int32
+	idleOut  atomic.Bool  // the idle timeout ended the relay
 	up, down relayOutcome // client to backend, backend to client
 }
 
 // relayOutcome is how one direction ended.
 type relayOutcome struct {
-	n       int64
-	err     error
-	idleOut bool
-	at      time.Time
+	n   int64
+	err error
+	at  time.Time
 }
 
 // run copies one direction; the second direction to end reports both.
 func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
 	n, err, idleOut := r.pipe(dst, src, st.w)
-	*out = relayOutcome{n, err, idleOut, time.Now()}
+	if idleOut {
+		st.idleOut.Store(true)
+	}
+	*out = relayOutcome{n, err, time.Now()}
 	if st.pending.Add(-1) == 0 {
 		st.done(st.result())
 	}
@@ -109,7 +112,7 @@ func (st *relayState) result() relayResult {
 	u, d := &st.up, &st.down
 	res := relayResult{toBackend: u.n, toClient: d.n}
 	switch {
-	case u.idleOut || d.idleOut:
+	case st.idleOut.Load():
 		res.reason = CloseIdleTimeout
 	case !u.at.After(d.at):
 		res.reason, res.err = CloseClientClosed, u.err
@@ -226,11 +229,15 @@ func waitReadable(c *net.TCPConn) error {
 	if err != nil {
 		return err
 	}
+	return rc.Read(readableFD)
+}
+
+// readableFD reports whether a socket has bytes, EOF or an error to read
+// now, without reading them.
+func readableFD(fd uintptr) bool {
 	var probe [1]byte
-	return rc.Read(func(fd uintptr) bool {
-		_, _, e := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return e != unix.EAGAIN
-	})
+	_, _, e := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return e != unix.EAGAIN
 }
 
 // closeWrite passes a FIN (and for TLS a close_notify) on to the peer.

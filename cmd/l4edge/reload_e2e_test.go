@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 func reloadConfig(addr string, backends []string, route string) string {
@@ -151,7 +152,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // on the admin API reloads like SIGHUP.
 func TestReloadRemovesListenerKeepsHealth(t *testing.T) {
 	echo := startEcho(t)
-	dead := blackhole(t) // SYNs unanswered: each check takes its whole timeout
+	dead := l4test.Blackhole(t) // SYNs unanswered: each check takes its whole timeout
 	a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	b := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -233,35 +234,4 @@ listeners:
 	}
 	held.Close()
 	l4.waitLog(3*time.Second, `"msg":"connection"`, `"listener":"b"`, `"close":"client_closed"`)
-}
-
-// blackhole returns a loopback address whose SYNs go unanswered: a socket
-// listening with backlog 0 that nobody accepts, its queue filled first.
-func blackhole(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
-	for range 8 {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Skip("could not fill a backlog-0 accept queue on this kernel")
-	return ""
 }

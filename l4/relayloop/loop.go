@@ -51,7 +51,12 @@ type loop struct {
 
 	watches     []watchSlot // by slot
 	freeWatches []int32
-	epfdClosed  bool
+
+	// epMu lets other goroutines call epoll_ctl on epfd concurrently (read
+	// lock) while shutdown closes it (write lock), without holding mu, which
+	// the loop takes on every batch, across a system call.
+	epMu       sync.RWMutex
+	epfdClosed bool
 
 	// Loop-goroutine state.
 	buf     []byte // copyIn's buffer, shared by the loop's flows
@@ -106,13 +111,13 @@ func (l *loop) add(f *Flow) error {
 			Fd:     int32(f.id),
 			Pad:    int32(side),
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := l.epollCtl(unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			l.mu.Lock()
 			l.flows[f.id] = nil
 			l.free = append(l.free, f.id)
 			l.mu.Unlock()
 			if side == 1 {
-				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, f.fds[0], nil)
+				_ = l.epollCtl(unix.EPOLL_CTL_DEL, f.fds[0], nil)
 			}
 			return fmt.Errorf("relay: epoll_ctl add: %w", err)
 		}
@@ -331,17 +336,27 @@ func (l *loop) shutdown() {
 		f.forced.CompareAndSwap(nil, ptr("shutdown"))
 		l.finish(f, Forced, nil)
 	}
-	l.closeFinished()
 	for _, p := range l.pipes {
 		l.closePipe(p)
 	}
 	l.pipes = nil
 	l.closeFinished()
-	l.mu.Lock()
+	l.epMu.Lock()
 	l.epfdClosed = true
 	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
-	l.mu.Unlock()
+	l.epMu.Unlock()
+}
+
+// epollCtl is epoll_ctl on the loop's epoll instance, from any goroutine;
+// it fails once the loop has shut down (and closed, maybe reused, epfd).
+func (l *loop) epollCtl(op, fd int, ev *unix.EpollEvent) error {
+	l.epMu.RLock()
+	defer l.epMu.RUnlock()
+	if l.epfdClosed {
+		return fmt.Errorf("shutting down")
+	}
+	return unix.EpollCtl(l.epfd, op, fd, ev)
 }
 
 func ptr(s string) *string { return &s }

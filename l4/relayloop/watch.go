@@ -40,7 +40,7 @@ func (r *Relay) NewWatch(ready func()) (*Watch, error) {
 	w := &Watch{loop: l, ready: ready}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopping || l.epfdClosed {
+	if l.stopping {
 		return nil, fmt.Errorf("relay: shutting down")
 	}
 	if n := len(l.freeWatches); n > 0 {
@@ -65,17 +65,9 @@ func (w *Watch) Add(fd int) error { return w.ctl(unix.EPOLL_CTL_ADD, fd) }
 // already readable reports at once.
 func (w *Watch) Arm(fd int) error { return w.ctl(unix.EPOLL_CTL_MOD, fd) }
 
-// ctl runs epoll_ctl under the loop's mutex, under which the loop closes
-// its epoll descriptor at shutdown.
 func (w *Watch) ctl(op, fd int) error {
-	l := w.loop
 	ev := w.event()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.epfdClosed {
-		return fmt.Errorf("relay: shutting down")
-	}
-	if err := unix.EpollCtl(l.epfd, op, fd, &ev); err != nil {
+	if err := w.loop.epollCtl(op, fd, &ev); err != nil {
 		return fmt.Errorf("relay: epoll_ctl watch: %w", err)
 	}
 	return nil

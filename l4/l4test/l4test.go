@@ -1,0 +1,45 @@
+// Package l4test holds test peers shared by the tests of l4 and of the
+// l4edge binary. It is imported only from _test.go files.
+package l4test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Blackhole returns a loopback address whose SYNs go unanswered: a socket
+// listening with backlog 0 that nobody accepts, its queue filled first. A
+// dial to it (or a health check) takes its whole timeout. The test is
+// skipped when this kernel will not fill the queue.
+func Blackhole(t testing.TB) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}).String()
+	// Fill the accept queue until a dial no longer completes.
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("SKIPPED LOUDLY: could not fill a backlog-0 accept queue on this kernel")
+	return ""
+}
