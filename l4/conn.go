@@ -3,6 +3,7 @@ package l4
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -13,39 +14,53 @@ import (
 )
 
 // conn is one client connection from accept to its access-log entry. Its
-// end runs exactly once: in the accepting goroutine, or in the event loop's
+// end runs exactly once: in the accepting goroutine, or in the relay's
 // completion callback once the relay has taken the sockets over.
+//
+// An idle relayed connection costs this struct and nothing else on the Go
+// heap (the event loop's flow is embedded), so it holds only what the
+// access log entry and /status need, compactly; the Record is built at the
+// end.
 type conn struct {
-	srv *Server
-	l   *listener
-	lr  *listenerRuntime
-	rec Record
+	l      *listener
+	lr     *listenerRuntime
+	id     uint64
+	start  time.Duration  // since the server's epoch, monotonic
+	client netip.AddrPort // after PROXY protocol
+	// route and tls are written by the accepting goroutine before routed
+	// is set, and not after.
+	route    *route
+	tls      *tlsInfo // nil: no TLS seen
+	preamble int32    // client bytes sent to the backend before the relay (the ClientHello, at most maxClientHello)
+	perIP    bool     // holds a slot of the listener's per-IP limit
 
-	// client and backend are the sockets while Go code owns them; once the
-	// event loop owns duplicates they are nil, so an idle relayed
+	// clientConn and backendConn are the sockets while Go code owns them;
+	// once the event loop owns duplicates they are nil, so an idle relayed
 	// connection keeps no net.TCPConn (and its addresses) alive.
-	client     atomic.Pointer[net.TCPConn]
-	backend    atomic.Pointer[net.TCPConn]
-	backendRef atomic.Pointer[balancer.Backend]
-	flow       atomic.Pointer[relayloop.Flow] // plain TCP in the event loop
-	parked     atomic.Pointer[parkedRelay]    // terminated TLS
-	forced     atomic.Pointer[string]
-	// routed is set once rec's ID, Listener, Route, Pool, Backend and
-	// Start are final; Connections reads only those fields, and only after
-	// it sees routed.
-	routed   atomic.Bool
-	cleanups []func() // run in reverse order by end
+	clientConn  atomic.Pointer[net.TCPConn]
+	backendConn atomic.Pointer[net.TCPConn]
+	backendRef  atomic.Pointer[balancer.Backend]
+	parked      atomic.Pointer[parkedRelay] // terminated TLS
+	forced      atomic.Pointer[string]
+	inLoop      atomic.Bool // flow was started: plain TCP in the event loop
+	// routed is set once route and backendRef are final; Connections reads
+	// them only after it sees routed.
+	routed atomic.Bool
+	flow   relayloop.Flow
 }
 
-// onEnd registers a cleanup for the end of the connection.
-func (c *conn) onEnd(f func()) { c.cleanups = append(c.cleanups, f) }
+// tlsInfo is what a connection's ClientHello or handshake told.
+type tlsInfo struct {
+	mode      string // TLSPassthrough or TLSTerminate
+	sni, alpn string
+}
 
 // forceClose ends the connection from outside (shutdown, an unhealthy
 // backend) with a close reason.
 func (c *conn) forceClose(reason string) {
 	c.forced.CompareAndSwap(nil, &reason)
-	if f := c.flow.Load(); f != nil {
-		f.Close(reason)
+	if c.inLoop.Load() {
+		c.flow.Close(reason)
 		return
 	}
 	if p := c.parked.Load(); p != nil {
@@ -57,39 +72,64 @@ func (c *conn) forceClose(reason string) {
 
 // closeSockets closes the sockets Go code still owns.
 func (c *conn) closeSockets() {
-	if cl := c.client.Load(); cl != nil {
+	if cl := c.clientConn.Load(); cl != nil {
 		cl.Close()
 	}
-	if b := c.backend.Load(); b != nil {
+	if b := c.backendConn.Load(); b != nil {
 		b.Close()
 	}
 }
 
-// end releases everything and writes the access log entry.
-func (c *conn) end() {
-	for i := len(c.cleanups) - 1; i >= 0; i-- {
-		c.cleanups[i]()
+// ipKey is the connection's key in the listener's per-IP limit.
+func (c *conn) ipKey() netip.Prefix {
+	return clientKey(c.client.Addr(), c.lr.cfg.IPv6PrefixLength)
+}
+
+// end releases everything and writes the access log entry; res says how
+// the connection ended (a forced close overrides its reason).
+func (c *conn) end(res relayResult) {
+	srv := c.l.srv
+	if c.perIP {
+		c.l.perIP.release(c.ipKey())
 	}
 	if b := c.backendRef.Load(); b != nil {
 		b.Release() // the slot Pool.Dial acquired
 	}
 	c.closeSockets()
-	c.srv.untrack(c)
+	srv.untrack(c)
 	c.l.active.Add(-1)
-	if p := c.forced.Load(); p != nil {
-		c.rec.Close = *p
-	}
-	c.rec.Duration = time.Since(c.rec.Start)
-	c.srv.finish(&c.rec, c.lr.rt.Config.Log.AccessEnabled())
-	c.srv.handlers.Done()
+	rec := c.record(res)
+	srv.finish(&rec, c.lr.rt.Config.Log.AccessEnabled())
+	srv.handlers.Done()
 }
 
-// relayDone records how the relay ended and reports a backend that reset
-// before sending anything as a passive failure.
-func (c *conn) relayDone(res relayResult) {
-	c.rec.BytesToBackend += res.toBackend
-	c.rec.BytesToClient = res.toClient
-	c.rec.Close, c.rec.Err = res.reason, res.err
+// record builds the connection's Record.
+func (c *conn) record(res relayResult) Record {
+	r := Record{
+		ID: c.id, Listener: c.lr.cfg.Name, Client: c.client, TLS: TLSNone,
+		Start:          c.l.srv.epoch.Add(c.start),
+		BytesToBackend: int64(c.preamble) + res.toBackend, BytesToClient: res.toClient,
+		Close: res.reason, Err: res.err,
+	}
+	if c.route != nil {
+		r.Route, r.Pool = c.route.name, c.route.pool.Name
+	}
+	if b := c.backendRef.Load(); b != nil {
+		r.Backend = b.Address
+	}
+	if t := c.tls; t != nil {
+		r.TLS, r.SNI, r.ALPN = t.mode, t.sni, t.alpn
+	}
+	if p := c.forced.Load(); p != nil {
+		r.Close = *p
+	}
+	r.Duration = time.Since(r.Start)
+	return r
+}
+
+// relayEnded reports a backend that reset before sending anything as a
+// passive failure (and a reply as a success), then ends the connection.
+func (c *conn) relayEnded(res relayResult) {
 	b := c.backendRef.Load()
 	switch {
 	case b == nil:
@@ -98,24 +138,24 @@ func (c *conn) relayDone(res relayResult) {
 	case res.reason == CloseBackendClosed && res.err != nil:
 		b.ReportFailure(fmt.Errorf("backend %s reset before replying: %w", b.Address, res.err))
 	}
+	c.end(res)
 }
+
+// FlowEnded is told by the event loop how the connection's flow ended.
+func (c *conn) FlowEnded(r relayloop.Result) { c.relayEnded(fromLoop(r)) }
 
 // relayInLoop hands a plain TCP pair to the event loop. It reports false
 // when the loop could not take it (the caller relays in this goroutine).
 func (s *Server) relayInLoop(c *conn, backend *net.TCPConn, idle time.Duration) bool {
-	f, err := s.loops.Start(c.client.Load(), backend, idle, func(res relayloop.Result) {
-		c.relayDone(fromLoop(res))
-		c.end()
-	})
-	if err != nil {
+	if err := s.loops.Start(&c.flow, c.clientConn.Load(), backend, idle, c); err != nil {
 		s.log.Debug("event loop refused a connection; relaying in its goroutine", zap.Error(err))
 		return false
 	}
-	c.flow.Store(f)
-	c.client.Store(nil) // closed by Start; the flow owns duplicates
-	c.backend.Store(nil)
+	c.inLoop.Store(true)
+	c.clientConn.Store(nil) // closed by Start; the flow owns duplicates
+	c.backendConn.Store(nil)
 	if p := c.forced.Load(); p != nil { // a force close raced with the hand-off
-		f.Close(*p)
+		c.flow.Close(*p)
 	}
 	return true
 }

@@ -25,49 +25,52 @@ const maxClientHello = 16 << 10
 // completion callback, not here.
 func (s *Server) handle(l *listener, client *net.TCPConn) {
 	lr := l.rt.Load()
-	c := &conn{srv: s, l: l, lr: lr}
-	c.client.Store(client)
-	c.rec = Record{ID: s.nextID.Add(1), Listener: lr.cfg.Name, TLS: TLSNone, Start: time.Now(), Client: addrPort(client.RemoteAddr())}
+	c := &conn{l: l, lr: lr, id: s.nextID.Add(1), start: time.Since(s.epoch), client: addrPort(client.RemoteAddr())}
+	c.clientConn.Store(client)
 	l.active.Add(1)
-	handedOff := false
-	defer func() {
-		if !handedOff {
-			c.end()
-		}
-	}()
-	rec := &c.rec
 	if !s.track(c) {
-		rec.Close = CloseShutdown
+		c.end(relayResult{reason: CloseShutdown})
 		return
 	}
+	dst, reason, err := s.admit(lr, c, client)
+	if reason != "" {
+		c.end(relayResult{reason: reason, err: err})
+		return
+	}
+	if res, handedOff := s.serveRoute(lr, c, dst); !handedOff {
+		c.end(res)
+	}
+}
+
+// admit applies the listener's connection limits and reads a PROXY header.
+// It returns the connection's destination address; a reason other than ""
+// refuses the connection.
+func (s *Server) admit(lr *listenerRuntime, c *conn, client *net.TCPConn) (dst netip.AddrPort, reason string, err error) {
+	l := c.l
 	if m := lr.cfg.MaxConnections; m > 0 && l.active.Load() > int64(m) {
 		l.refused.Add(1)
-		rec.Close = CloseLimit
-		return
+		return dst, CloseLimit, nil
 	}
-	dst := addrPort(client.LocalAddr())
-	if reason, err := s.readProxyHeader(lr, client, rec, &dst); reason != "" {
-		rec.Close, rec.Err = reason, err
-		return
+	dst = addrPort(client.LocalAddr())
+	if reason, err := s.readProxyHeader(lr, client, c, &dst); reason != "" {
+		return dst, reason, err
 	}
 	if m := lr.cfg.MaxConnectionsPerIP; m > 0 {
-		key := clientKey(rec.Client.Addr(), lr.cfg.IPv6PrefixLength)
-		if !l.perIP.acquire(key, m) {
+		if !l.perIP.acquire(c.ipKey(), m) {
 			l.refused.Add(1)
-			rec.Close = CloseLimit
-			return
+			return dst, CloseLimit, nil
 		}
-		c.onEnd(func() { l.perIP.release(key) })
+		c.perIP = true
 	}
-	handedOff = s.serveRoute(lr, c, dst)
+	return dst, "", nil
 }
 
 // serveRoute inspects the ClientHello, routes, terminates or passes TLS
 // through, dials the backend and relays. It reports whether the relay (the
 // event loop, or the relay's own goroutines) took the connection over and
-// will end it.
-func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bool {
-	client, rec := c.client.Load(), &c.rec
+// will end it; if not, res says why the connection ends.
+func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (res relayResult, handedOff bool) {
+	client := c.clientConn.Load()
 	var raw []byte
 	var hello *clienthello.Info
 	r := lr.catchAll
@@ -76,98 +79,93 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) bo
 		var err error
 		raw, hello, r, reason, err = s.inspect(lr, client)
 		if reason != "" {
-			rec.Close, rec.Err = reason, err
-			return false
+			return relayResult{reason: reason, err: err}, false
 		}
 	}
 	if hello != nil {
-		rec.SNI = hello.ServerName
+		c.tls = &tlsInfo{mode: TLSNone, sni: hello.ServerName}
 		if len(hello.ALPN) > 0 {
-			rec.ALPN = hello.ALPN[0]
+			c.tls.alpn = hello.ALPN[0]
 		}
 		if tp := lr.rt.TLS; tp != nil && tp.IsChallenge(hello.ServerName, hello.ALPN) {
-			rec.TLS, rec.Close = TLSTerminate, CloseACMEChallenge
-			rec.Err = tp.ServeChallenge(&replayConn{Conn: client, buf: raw}, lr.cfg.HandshakeTimeout)
-			return false
+			c.tls.mode = TLSTerminate
+			err := tp.ServeChallenge(&replayConn{Conn: client, buf: raw}, lr.cfg.HandshakeTimeout)
+			return relayResult{reason: CloseACMEChallenge, err: err}, false
 		}
 	}
 	if r == nil {
-		rec.Close = CloseNoRoute
-		return false
+		return relayResult{reason: CloseNoRoute}, false
 	}
-	rec.Route, rec.Pool = r.name, r.pool.Name
+	c.route = r
 	front := leg{conn: client, tcp: client}
 	if r.tlsConfig != nil {
 		hsStart := time.Now()
 		tc, err := handshake(client, raw, r.tlsConfig, lr.cfg.HandshakeTimeout)
 		if err == nil && s.opts.OnHandshake != nil {
-			s.opts.OnHandshake(rec.Listener, time.Since(hsStart))
+			s.opts.OnHandshake(lr.cfg.Name, time.Since(hsStart))
 		}
+		if c.tls == nil {
+			c.tls = &tlsInfo{}
+		}
+		c.tls.mode = TLSTerminate
 		if err != nil {
-			rec.TLS, rec.Close, rec.Err = TLSTerminate, CloseHandshakeFailed, err
-			return false
+			return relayResult{reason: CloseHandshakeFailed, err: err}, false
 		}
 		st := tc.ConnectionState()
-		rec.TLS, rec.SNI, rec.ALPN = TLSTerminate, st.ServerName, st.NegotiatedProtocol
+		c.tls.sni, c.tls.alpn = st.ServerName, st.NegotiatedProtocol
 		front.conn, raw = tc, nil
-	} else if hello != nil {
-		rec.TLS = TLSPassthrough
+	} else if c.tls != nil {
+		c.tls.mode = TLSPassthrough
 	}
 
 	// Each attempt is bounded by connect_timeout; s.ctx aborts at shutdown.
-	backend, b, err := r.pool.Dial(s.ctx, rec.Client.Addr())
+	backend, b, err := r.pool.Dial(s.ctx, c.client.Addr())
 	if err != nil {
-		rec.Close, rec.Err = CloseDialFailed, err
 		if errors.Is(err, balancer.ErrNoBackend) {
-			rec.Close = CloseNoBackend
+			return relayResult{reason: CloseNoBackend, err: err}, false
 		}
-		return false
+		return relayResult{reason: CloseDialFailed, err: err}, false
 	}
-	rec.Backend = b.Address
-	c.backend.Store(backend)
+	c.backendConn.Store(backend)
 	c.backendRef.Store(b)
 	c.routed.Store(true)
 	if c.forced.Load() != nil { // shutdown raced with the dial
-		return false
+		return relayResult{}, false
 	}
 
-	preamble := s.proxyHeader(r, rec, hello, front, dst)
+	preamble := s.proxyHeader(r, c, hello, front, dst)
 	preamble = append(preamble, raw...)
 	if len(preamble) > 0 {
 		_ = backend.SetWriteDeadline(time.Now().Add(r.pool.Config.ConnectTimeout))
 		if _, err := backend.Write(preamble); err != nil {
-			rec.Close, rec.Err = CloseBackendClosed, fmt.Errorf("write to backend %s: %w", b.Address, err)
-			b.ReportFailure(rec.Err)
-			return false
+			err = fmt.Errorf("write to backend %s: %w", b.Address, err)
+			b.ReportFailure(err)
+			return relayResult{reason: CloseBackendClosed, err: err}, false
 		}
 		_ = backend.SetWriteDeadline(time.Time{})
-		rec.BytesToBackend = int64(len(raw))
+		c.preamble = int32(len(raw))
 	}
 
 	idle := r.pool.Config.IdleTimeout
 	if front.conn == net.Conn(client) && s.loops != nil {
 		if s.relayInLoop(c, backend, idle) {
-			return true
+			return relayResult{}, true
 		}
 	}
 	back := leg{conn: backend, tcp: backend}
-	finish := func(res relayResult) {
-		c.relayDone(res)
-		c.end()
-	}
 	if s.loops != nil {
-		p, err := s.relayer.relayParked(s.loops, front, back, idle, finish)
+		p, err := s.relayer.relayParked(s.loops, front, back, idle, c.relayEnded)
 		if err == nil {
 			c.parked.Store(p)
 			if c.forced.Load() != nil { // a force close raced with the hand-off
 				p.close()
 			}
-			return true
+			return relayResult{}, true
 		}
 		s.log.Debug("event loop refused a watch; relaying in goroutines", zap.Error(err))
 	}
-	s.relayer.relay(front, back, idle, finish)
-	return true
+	s.relayer.relay(front, back, idle, c.relayEnded)
+	return relayResult{}, true
 }
 
 // inspect reads the ClientHello within inspect_timeout and picks a route.

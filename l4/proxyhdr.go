@@ -20,25 +20,25 @@ import (
 // address; a LOCAL header keeps the socket addresses. From an untrusted peer
 // a header is never honoured: a connection that starts with one is closed.
 // A non-empty reason ends the connection.
-func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, rec *Record, dst *netip.AddrPort) (string, error) {
+func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, c *conn, dst *netip.AddrPort) (string, error) {
 	ppi := lr.cfg.ProxyProtocolIn
 	if ppi == nil {
 		return "", nil
 	}
-	if !lr.isTrusted(rec.Client.Addr()) {
-		return s.rejectForgedHeader(lr, client, rec)
+	if !lr.isTrusted(c.client.Addr()) {
+		return s.rejectForgedHeader(lr, client, c.client)
 	}
 	_ = client.SetReadDeadline(time.Now().Add(ppi.Timeout))
 	h, err := proxyproto.Read(client)
 	_ = client.SetReadDeadline(time.Time{})
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return CloseProxyHeaderTimeout, fmt.Errorf("no PROXY header from trusted peer %s within %s", rec.Client, ppi.Timeout)
+			return CloseProxyHeaderTimeout, fmt.Errorf("no PROXY header from trusted peer %s within %s", c.client, ppi.Timeout)
 		}
-		return CloseInvalidProxyHeader, fmt.Errorf("PROXY header from trusted peer %s: %w", rec.Client, err)
+		return CloseInvalidProxyHeader, fmt.Errorf("PROXY header from trusted peer %s: %w", c.client, err)
 	}
 	if h.Command == proxyproto.Proxy && h.Source.IsValid() {
-		rec.Client = netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port())
+		c.client = netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port())
 		if h.Destination.IsValid() {
 			*dst = h.Destination
 		}
@@ -56,7 +56,7 @@ const forgedHeaderWindow = 250 * time.Millisecond
 // protocols waits only briefly, then lets a silent client through. (A
 // header sent later still reaches the backend only as payload, after
 // l4edge's own header when the pool sends one.)
-func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, rec *Record) (string, error) {
+func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, peer netip.AddrPort) (string, error) {
 	wait := lr.cfg.InspectTimeout
 	if !lr.inspect {
 		wait = min(lr.cfg.ProxyProtocolIn.Timeout, forgedHeaderWindow)
@@ -84,7 +84,7 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, re
 		return !more
 	})
 	if forged {
-		return CloseUntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", rec.Client)
+		return CloseUntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", peer)
 	}
 	return "", nil
 }
@@ -92,7 +92,7 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, re
 // proxyHeader builds the PROXY header a pool sends first on each backend
 // connection, or nil. v2 carries ALPN and AUTHORITY when known, and the SSL
 // TLV on terminated routes.
-func (s *Server) proxyHeader(r *route, rec *Record, hello *clienthello.Info, front leg, dst netip.AddrPort) []byte {
+func (s *Server) proxyHeader(r *route, c *conn, hello *clienthello.Info, front leg, dst netip.AddrPort) []byte {
 	var version int
 	switch r.pool.Config.ProxyProtocol {
 	case "v1":
@@ -102,12 +102,14 @@ func (s *Server) proxyHeader(r *route, rec *Record, hello *clienthello.Info, fro
 	default:
 		return nil
 	}
-	h := &proxyproto.Header{Version: version, Command: proxyproto.Proxy, Source: rec.Client, Destination: dst}
-	if !rec.Client.IsValid() || !dst.IsValid() {
+	h := &proxyproto.Header{Version: version, Command: proxyproto.Proxy, Source: c.client, Destination: dst}
+	if !c.client.IsValid() || !dst.IsValid() {
 		h.Command = proxyproto.Local
 	}
 	if version == 2 {
-		h.Authority = rec.SNI
+		if c.tls != nil {
+			h.Authority = c.tls.sni
+		}
 		if tc, ok := front.conn.(*tls.Conn); ok {
 			st := tc.ConnectionState()
 			if st.NegotiatedProtocol != "" {

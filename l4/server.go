@@ -41,6 +41,7 @@ type Server struct {
 	relayer *relayer
 	loops   *relayloop.Relay // nil: every connection relays in its own goroutines
 	ctx     context.Context  // cancelled at shutdown: aborts dials
+	epoch   time.Time        // connections' start times are offsets from it
 	cancel  context.CancelFunc
 
 	current atomic.Pointer[Runtime]
@@ -74,6 +75,7 @@ func NewServer(opts Options) *Server {
 		log:       opts.Log,
 		relayer:   newRelayer(),
 		ctx:       ctx,
+		epoch:     time.Now(),
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*conn]struct{}{},
@@ -272,16 +274,18 @@ func (s *Server) Connections() []ConnInfo {
 		if !c.routed.Load() {
 			continue
 		}
-		r := &c.rec
-		ci := ConnInfo{ID: r.ID, Listener: r.Listener, Route: r.Route, Pool: r.Pool, Backend: r.Backend, Start: r.Start}
-		if f := c.flow.Load(); f != nil {
-			tb, tc := f.Bytes()
+		ci := ConnInfo{
+			ID: c.id, Listener: c.lr.cfg.Name, Route: c.route.name, Pool: c.route.pool.Name,
+			Backend: c.backendRef.Load().Address, Start: s.epoch.Add(c.start),
+		}
+		if c.inLoop.Load() {
+			tb, tc := c.flow.Bytes()
 			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)
 		} else {
-			if cl := c.client.Load(); cl != nil {
+			if cl := c.clientConn.Load(); cl != nil {
 				ci.ReceivedFromClient = tcpBytesReceived(cl)
 			}
-			if b := c.backend.Load(); b != nil {
+			if b := c.backendConn.Load(); b != nil {
 				ci.ReceivedFromBackend = tcpBytesReceived(b)
 			}
 		}

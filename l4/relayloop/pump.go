@@ -63,7 +63,14 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 			if !ds.shut {
 				ds.shut = true
 				if f.firstEnd < 0 {
-					f.firstEnd = d
+					f.firstEnd = int8(d)
+				}
+				// Once the other direction has passed its FIN on, both
+				// peers have sent everything: the close that follows at
+				// once sends this FIN (after any bytes still queued), so
+				// a shutdown would only cost a system call.
+				if f.dirs[1-d].shut {
+					return false
 				}
 				if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 					l.fail(f, 1-d, fmt.Errorf("shutdown %s: %w", sideName(1-d), err))
@@ -205,7 +212,7 @@ func sideName(side int) string {
 // fail ends a flow because of an error on one side.
 func (l *loop) fail(f *Flow, side int, err error) {
 	if f.firstEnd < 0 {
-		f.firstEnd = side
+		f.firstEnd = int8(side)
 	}
 	l.finish(f, Reason(f.firstEnd), err)
 }
@@ -243,6 +250,6 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 		res.Err = f.firstErr
 	}
 	if f.done != nil {
-		go f.done(res)
+		go f.done.FlowEnded(res)
 	}
 }

@@ -84,32 +84,52 @@ func (r *Relay) Close() {
 	})
 }
 
-// Start takes over two connected sockets and relays between them until both
-// directions are done; then it closes them and calls done (in a goroutine of
-// its own). The *net.TCPConn values are closed at once: the flow keeps
+// Done is told how a flow ended. A connection type implements it, so a flow
+// embedded in it needs no closure of its own.
+type Done interface {
+	// FlowEnded runs once, in a goroutine of its own, after the flow's
+	// sockets are closed.
+	FlowEnded(Result)
+}
+
+// DoneFunc adapts a function to Done.
+type DoneFunc func(Result)
+
+// FlowEnded calls d(res).
+func (d DoneFunc) FlowEnded(res Result) { d(res) }
+
+// Start takes over two connected sockets and relays between them in f,
+// which must be new (a zero Flow, usually a field of the caller's
+// connection) until both directions are done; then it closes them and tells
+// done. The *net.TCPConn values are closed at once: the flow keeps
 // duplicates of their descriptors, outside Go's netpoller. Bytes already
 // read from either socket must have been forwarded before Start.
-func (r *Relay) Start(client, backend *net.TCPConn, idle time.Duration, done func(Result)) (*Flow, error) {
+func (r *Relay) Start(f *Flow, client, backend *net.TCPConn, idle time.Duration, done Done) error {
 	cfd, err := detach(client)
 	if err != nil {
-		return nil, fmt.Errorf("relay: take over client socket: %w", err)
+		return fmt.Errorf("relay: take over client socket: %w", err)
 	}
 	bfd, err := detach(backend)
 	if err != nil {
 		unix.Close(cfd)
-		return nil, fmt.Errorf("relay: take over backend socket: %w", err)
+		return fmt.Errorf("relay: take over backend socket: %w", err)
 	}
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
-	f := &Flow{loop: l, fds: [2]int{cfd, bfd}, idle: idle, done: done, firstEnd: -1}
+	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{cfd, bfd}, idle, done, -1
+	// Both sockets are connected with empty send buffers: the first bytes
+	// can go out before the registration's EPOLLOUT is seen. A write that
+	// finds a buffer full waits for the next edge as usual.
+	f.dirs[0].writable, f.dirs[1].writable = true, true
 	f.lastActive.Store(time.Now().UnixNano())
 	if err := l.add(f); err != nil {
 		unix.Close(cfd)
 		unix.Close(bfd)
-		return nil, err // the conns are still open: the caller can relay them itself
+		f.loop = nil
+		return err // the conns are still open: the caller can relay them itself
 	}
 	client.Close()
 	backend.Close()
-	return f, nil
+	return nil
 }
 
 // detach duplicates a socket's descriptor (close-on-exec) so the
@@ -134,20 +154,22 @@ func detach(c *net.TCPConn) (int, error) {
 	return fd, nil
 }
 
-// Flow is one relayed connection pair.
+// Flow is one relayed connection pair. Its zero value is ready for Start;
+// it is meant to be embedded in the caller's per-connection struct, which
+// keeps an idle relayed connection to one small allocation.
 type Flow struct {
-	loop *loop
-	id   uint32
-	fds  [2]int // client, backend
-	dirs [2]direction
-	idle time.Duration
-	done func(Result)
+	loop     *loop
+	id       uint32
+	pending  bool // queued for more work after its budget ran out
+	finished bool
+	firstEnd int8   // side whose direction ended first: 0 client, 1 backend
+	fds      [2]int // client, backend
+	dirs     [2]direction
+	idle     time.Duration
+	done     Done
 
 	lastActive atomic.Int64 // unix nanos of the last byte moved
 	bytes      [2]atomic.Int64
-	pending    bool // queued for more work after its budget ran out
-	finished   bool
-	firstEnd   int // side whose direction ended first: 0 client, 1 backend
 	firstErr   error
 	forced     atomic.Pointer[string]
 }
@@ -170,6 +192,7 @@ func (f *Flow) Bytes() (toBackend, toClient int64) {
 }
 
 // Close ends the flow from any goroutine; done reports Forced with reason.
+// Call it only after Start took the flow.
 func (f *Flow) Close(reason string) {
 	if f.forced.CompareAndSwap(nil, &reason) {
 		f.loop.requestClose(f)

@@ -60,11 +60,10 @@ func newPair(t testing.TB, r *Relay, ln *net.TCPListener, idle time.Duration) *p
 	proxyClient, client := tcpPair(t, ln) // client dials the proxy
 	proxyBackend, backend := tcpPair(t, ln)
 	p := &pair{client: client, backend: backend, done: make(chan Result, 1)}
-	f, err := r.Start(proxyClient, proxyBackend, idle, func(res Result) { p.done <- res })
-	if err != nil {
+	p.flow = &Flow{}
+	if err := r.Start(p.flow, proxyClient, proxyBackend, idle, DoneFunc(func(res Result) { p.done <- res })); err != nil {
 		t.Fatal(err)
 	}
-	p.flow = f
 	t.Cleanup(func() { client.Close(); backend.Close() })
 	return p
 }
@@ -402,7 +401,7 @@ func TestSmallMessagesToAFullDestination(t *testing.T) {
 	_ = proxyBackend.SetWriteBuffer(4096)
 	t.Cleanup(func() { client.Close(); backend.Close() })
 	done := make(chan Result, 1)
-	if _, err := r.Start(proxyClient, proxyBackend, 0, func(res Result) { done <- res }); err != nil {
+	if err := r.Start(&Flow{}, proxyClient, proxyBackend, 0, DoneFunc(func(res Result) { done <- res })); err != nil {
 		t.Fatal(err)
 	}
 	const msgs, size = 400, 1000
