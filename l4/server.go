@@ -32,6 +32,9 @@ type Options struct {
 	OnHandshake func(listener string, d time.Duration)
 	// KeepAlive is the TCP keepalive period of client connections (default 30s).
 	KeepAlive time.Duration
+	// EventLoops is how many event loops relay plain TCP (default
+	// GOMAXPROCS). Each holds one of Go's Ps while it waits for events.
+	EventLoops int
 }
 
 // Server runs listeners against the current Runtime.
@@ -63,8 +66,11 @@ func NewServer(opts Options) *Server {
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 30 * time.Second
 	}
+	if opts.EventLoops <= 0 {
+		opts.EventLoops = runtime.GOMAXPROCS(0)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	loops, err := relayloop.New(runtime.GOMAXPROCS(0))
+	loops, err := relayloop.New(opts.EventLoops)
 	if err != nil {
 		opts.Log.Warn("no event loops; relaying plain TCP in goroutines", zap.Error(err))
 		loops = nil

@@ -39,13 +39,14 @@ type app struct {
 	checkers []*health.Checker
 }
 
-func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel) *app {
+func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, eventLoops int) *app {
 	a := &app{path: path, cfg: cfg, log: log, level: level}
 	a.hooks = &hooks{log: log}
 	a.server = l4.NewServer(l4.Options{
-		Log:       log,
-		AccessLog: log,
-		OnDone:    a.hooks.connectionDone,
+		Log:        log,
+		AccessLog:  log,
+		EventLoops: eventLoops,
+		OnDone:     a.hooks.connectionDone,
 		OnHandshake: func(listener string, d time.Duration) {
 			if a.hooks.metrics != nil {
 				a.hooks.metrics.Handshake(listener, d)

@@ -62,7 +62,7 @@ func serve(path string, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
-	a := newApp(path, cfg, log, level)
+	a := newApp(path, cfg, log, level, sizeEventLoops(log))
 	if err := a.start(ctx); err != nil {
 		log.Error("start failed", zap.String("config", path), zap.Error(err))
 		_ = a.stop(ctx)

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"runtime"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+// One loop per P Go would use, and one P more for goroutines; an explicit
+// GOMAXPROCS is left alone.
+func TestSizeEventLoops(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
+
+	t.Setenv("GOMAXPROCS", "")
+	if loops := sizeEventLoops(zap.NewNop()); loops != before || runtime.GOMAXPROCS(0) != before+1 {
+		t.Fatalf("loops %d, GOMAXPROCS %d; want %d and %d", loops, runtime.GOMAXPROCS(0), before, before+1)
+	}
+	runtime.GOMAXPROCS(before)
+
+	t.Setenv("GOMAXPROCS", "1")
+	runtime.GOMAXPROCS(1)
+	if loops := sizeEventLoops(zap.NewNop()); loops != 1 || runtime.GOMAXPROCS(0) != 1 {
+		t.Fatalf("with GOMAXPROCS=1 set: loops %d, GOMAXPROCS %d; want 1 and 1", loops, runtime.GOMAXPROCS(0))
+	}
+}
