@@ -46,23 +46,42 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 // It returns the connection's destination address; a reason other than ""
 // refuses the connection.
 func (s *Server) admit(lr *listenerRuntime, c *conn, client *net.TCPConn) (dst netip.AddrPort, reason string, err error) {
-	l := c.l
-	if m := lr.cfg.MaxConnections; m > 0 && l.active.Load() > int64(m) {
-		l.refused.Add(1)
+	if !c.withinMaxConnections() {
 		return dst, CloseLimit, nil
 	}
 	dst = addrPort(client.LocalAddr())
 	if reason, err := s.readProxyHeader(lr, client, c, &dst); reason != "" {
 		return dst, reason, err
 	}
-	if m := lr.cfg.MaxConnectionsPerIP; m > 0 {
-		if !l.perIP.acquire(c.ipKey(), m) {
-			l.refused.Add(1)
-			return dst, CloseLimit, nil
-		}
-		c.perIP = true
+	if !c.takeIPSlot() {
+		return dst, CloseLimit, nil
 	}
 	return dst, "", nil
+}
+
+// withinMaxConnections applies the listener's max_connections (the
+// connection is already counted in active).
+func (c *conn) withinMaxConnections() bool {
+	if m := c.lr.cfg.MaxConnections; m > 0 && c.l.active.Load() > int64(m) {
+		c.l.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+// takeIPSlot applies max_connections_per_ip to the (final) client address;
+// end gives the slot back.
+func (c *conn) takeIPSlot() bool {
+	m := c.lr.cfg.MaxConnectionsPerIP
+	if m <= 0 {
+		return true
+	}
+	if !c.l.perIP.acquire(c.ipKey(), m) {
+		c.l.refused.Add(1)
+		return false
+	}
+	c.perIP = true
+	return true
 }
 
 // serveRoute inspects the ClientHello, routes, terminates or passes TLS
@@ -118,33 +137,15 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 		c.tls.mode = TLSPassthrough
 	}
 
-	// Each attempt is bounded by connect_timeout; s.ctx aborts at shutdown.
-	backend, b, err := r.pool.Dial(s.ctx, c.client.Addr())
-	if err != nil {
-		if errors.Is(err, balancer.ErrNoBackend) {
-			return relayResult{reason: CloseNoBackend, err: err}, false
-		}
-		return relayResult{reason: CloseDialFailed, err: err}, false
+	backend, res, ok := s.dial(c, r)
+	if !ok {
+		return res, false
 	}
-	c.backendConn.Store(backend)
-	c.backendRef.Store(b)
-	c.routed.Store(true)
-	if c.forced.Load() != nil { // shutdown raced with the dial
-		return relayResult{}, false
-	}
-
 	preamble := s.proxyHeader(r, c, hello, front, dst)
-	preamble = append(preamble, raw...)
-	if len(preamble) > 0 {
-		_ = backend.SetWriteDeadline(time.Now().Add(r.pool.Config.ConnectTimeout))
-		if _, err := backend.Write(preamble); err != nil {
-			err = fmt.Errorf("write to backend %s: %w", b.Address, err)
-			b.ReportFailure(err)
-			return relayResult{reason: CloseBackendClosed, err: err}, false
-		}
-		_ = backend.SetWriteDeadline(time.Time{})
-		c.preamble = int32(len(raw))
+	if err := sendPreamble(c, backend, append(preamble, raw...)); err != nil {
+		return relayResult{reason: CloseBackendClosed, err: err}, false
 	}
+	c.preamble = int32(len(raw))
 
 	idle := r.pool.Config.IdleTimeout
 	if front.conn == net.Conn(client) && s.loops != nil {
@@ -166,6 +167,44 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 	}
 	s.relayer.relay(front, back, idle, c.relayEnded)
 	return relayResult{}, true
+}
+
+// dial connects c to a backend of r's pool; each attempt is bounded by
+// connect_timeout and s.ctx aborts it at shutdown. When ok is false, res
+// says why the connection ends.
+func (s *Server) dial(c *conn, r *route) (backend *net.TCPConn, res relayResult, ok bool) {
+	backend, b, err := r.pool.Dial(s.ctx, c.client.Addr())
+	if err != nil {
+		if errors.Is(err, balancer.ErrNoBackend) {
+			return nil, relayResult{reason: CloseNoBackend, err: err}, false
+		}
+		return nil, relayResult{reason: CloseDialFailed, err: err}, false
+	}
+	c.backendConn.Store(backend)
+	c.backendRef.Store(b)
+	c.routed.Store(true)
+	if c.forced.Load() != nil { // shutdown raced with the dial
+		return nil, relayResult{}, false
+	}
+	return backend, relayResult{}, true
+}
+
+// sendPreamble writes what must reach the backend before the relay (the
+// PROXY header, the ClientHello bytes inspection read) within
+// connect_timeout. A failure counts against the backend.
+func sendPreamble(c *conn, backend *net.TCPConn, preamble []byte) error {
+	if len(preamble) == 0 {
+		return nil
+	}
+	b := c.backendRef.Load()
+	_ = backend.SetWriteDeadline(time.Now().Add(c.route.pool.Config.ConnectTimeout))
+	if _, err := backend.Write(preamble); err != nil {
+		err = fmt.Errorf("write to backend %s: %w", b.Address, err)
+		b.ReportFailure(err)
+		return err
+	}
+	_ = backend.SetWriteDeadline(time.Time{})
+	return nil
 }
 
 // inspect reads the ClientHello within inspect_timeout and picks a route.

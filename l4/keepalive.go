@@ -15,11 +15,11 @@ const (
 	keepAliveCount    = 9
 )
 
-// keepAliveControl returns a ListenConfig.Control that turns TCP keepalive
-// on for the listening socket with the given idle time. Linux copies these
-// options to every socket accept returns, so no per-connection call is
-// needed.
-func keepAliveControl(idle time.Duration) func(network, address string, c syscall.RawConn) error {
+// listenControl returns a ListenConfig.Control that turns TCP keepalive
+// on for the listening socket with the given idle time, and TCP_NODELAY.
+// Linux copies these options to every socket accept returns, so no
+// per-connection call is needed.
+func listenControl(idle time.Duration) func(network, address string, c syscall.RawConn) error {
 	return func(_, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -31,9 +31,10 @@ func keepAliveControl(idle time.Duration) func(network, address string, c syscal
 				{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(max(idle/time.Second, 1))},
 				{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
 				{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+				{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
 			} {
 				if e := unix.SetsockoptInt(s, o.level, o.opt, o.val); e != nil {
-					serr = fmt.Errorf("keepalive on %s: %w", address, e)
+					serr = fmt.Errorf("socket options on %s: %w", address, e)
 					return
 				}
 			}

@@ -2,13 +2,17 @@ package l4
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Accept back-off after a temporary error such as EMFILE, as net/http does:
@@ -25,7 +29,13 @@ type listener struct {
 	srv  *Server
 	addr string
 	ln   *net.TCPListener
-	rt   atomic.Pointer[listenerRuntime]
+	// file is a duplicate of ln's descriptor whose RawConn can wait for
+	// readability (a listener's own RawConn only supports Control): the
+	// raw accept path (see acceptRaw) accepts through it.
+	file   *os.File
+	raw    syscall.RawConn
+	closed atomic.Bool
+	rt     atomic.Pointer[listenerRuntime]
 
 	active   atomic.Int64
 	accepted atomic.Uint64
@@ -52,6 +62,13 @@ func (l *listener) stats() ListenerStats {
 	}
 }
 
+// close stops the listener; connections it accepted go on.
+func (l *listener) close() {
+	l.closed.Store(true)
+	l.ln.Close()
+	l.file.Close()
+}
+
 // serve accepts until the listener is closed. A failing accept (out of
 // descriptors, out of memory) backs off instead of spinning, and is logged
 // once per interval with a count of what was suppressed.
@@ -62,9 +79,19 @@ func (l *listener) serve() {
 	var suppressed int
 	logged := false // a failure was logged and its recovery not yet
 	for {
-		c, err := l.ln.AcceptTCP()
+		var c *net.TCPConn
+		fd := -1
+		var sa unix.Sockaddr
+		var err error
+		if l.rt.Load().rawAccept && l.srv.loops != nil {
+			fd, sa, err = l.acceptRaw()
+		} else {
+			c, err = l.ln.AcceptTCP()
+		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			// A RawConn on a closed file reports poll's "use of closed
+			// file", which no exported error matches.
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
@@ -88,8 +115,42 @@ func (l *listener) serve() {
 		}
 		l.accepted.Add(1)
 		l.srv.handlers.Add(1)
-		go l.srv.handle(l, c)
+		if c != nil {
+			go l.srv.handle(l, c)
+		} else {
+			go l.srv.handleRaw(l, fd, sa)
+		}
 	}
+}
+
+// acceptRaw accepts one connection with accept4, waiting in Go's netpoller
+// for the listener to be readable. The socket it returns is nonblocking and
+// was never registered with the netpoller, so the event loop can take it
+// as it is: no netFD, no address lookups, no descriptor duplicated and
+// closed. It inherits keepalive and TCP_NODELAY from the listener.
+func (l *listener) acceptRaw() (int, unix.Sockaddr, error) {
+	fd := -1
+	var sa unix.Sockaddr
+	var aerr error
+	err := l.raw.Read(func(lfd uintptr) bool {
+		for {
+			fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch aerr {
+			case unix.EINTR, unix.ECONNABORTED:
+				continue // as Go's own accept: try the next one
+			case unix.EAGAIN:
+				return false
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return -1, nil, err
+	}
+	if aerr != nil {
+		return -1, nil, fmt.Errorf("accept4: %w", aerr)
+	}
+	return fd, sa, nil
 }
 
 // ipLimiter counts open connections per client address (IPv6 per prefix).

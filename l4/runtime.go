@@ -52,7 +52,11 @@ type listenerRuntime struct {
 	routes   []*route
 	catchAll *route // first route without match, or nil
 	inspect  bool   // some route has a match: read the ClientHello first
-	trusted  []netip.Prefix
+	// rawAccept: nothing is read from a client before the relay (no
+	// ClientHello, no PROXY header, no TLS termination), so connections
+	// are accepted with accept4 straight into the event loop's hands.
+	rawAccept bool
+	trusted   []netip.Prefix
 }
 
 // route is a resolved config.Route.
@@ -105,6 +109,7 @@ func NewRuntime(cfg *config.Config, pools map[string]*balancer.Pool, tlsp TLSPro
 			}
 			lr.routes = append(lr.routes, r)
 		}
+		lr.rawAccept = !lr.inspect && lc.ProxyProtocolIn == nil && lr.catchAll != nil && lr.catchAll.tlsConfig == nil
 		rt.listeners[listenKey(lc)] = lr
 	}
 	return rt, nil

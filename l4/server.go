@@ -109,7 +109,7 @@ func (s *Server) Apply(rt *Runtime) error {
 		ln, err := s.bind(lr)
 		if err != nil {
 			for _, l := range fresh {
-				l.ln.Close()
+				l.close()
 			}
 			return err
 		}
@@ -121,7 +121,7 @@ func (s *Server) Apply(rt *Runtime) error {
 			l.rt.Store(lr)
 			continue
 		}
-		l.ln.Close()
+		l.close()
 		delete(s.listeners, addr)
 		s.log.Info("listener removed", zap.String("listener", l.rt.Load().cfg.Name), zap.String("address", addr))
 	}
@@ -137,7 +137,7 @@ func (s *Server) Apply(rt *Runtime) error {
 func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 	// Keepalive is set once on the listening socket, which accepted
 	// sockets inherit, instead of four setsockopt calls per connection.
-	lc := net.ListenConfig{KeepAlive: -1, Control: keepAliveControl(s.opts.KeepAlive)}
+	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(s.opts.KeepAlive)}
 	ln, err := lc.Listen(context.Background(), "tcp", lr.cfg.Listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -145,7 +145,19 @@ func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 		}
 		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
 	}
-	l := &listener{srv: s, addr: lr.cfg.Listen, ln: ln.(*net.TCPListener), perIP: newIPLimiter()}
+	tl := ln.(*net.TCPListener)
+	f, err := tl.File()
+	if err != nil {
+		tl.Close()
+		return nil, fmt.Errorf("listeners[%d].listen: duplicate the listening socket: %w", lr.index, err)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		tl.Close()
+		f.Close()
+		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+	}
+	l := &listener{srv: s, addr: lr.cfg.Listen, ln: tl, file: f, raw: raw, perIP: newIPLimiter()}
 	l.rt.Store(lr)
 	return l, nil
 }
@@ -222,7 +234,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for _, l := range s.listeners {
-		l.ln.Close()
+		l.close()
 	}
 	s.mu.Unlock()
 	s.accepters.Wait()

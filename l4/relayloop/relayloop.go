@@ -109,25 +109,34 @@ func (r *Relay) Start(f *Flow, client, backend *net.TCPConn, idle time.Duration,
 	if err != nil {
 		return fmt.Errorf("relay: take over client socket: %w", err)
 	}
+	if err := r.StartFD(f, cfd, backend, idle, done); err != nil {
+		unix.Close(cfd)
+		return err
+	}
+	client.Close()
+	return nil
+}
+
+// StartFD is Start for a client socket that Go's netpoller never saw: a
+// nonblocking descriptor accepted with accept4. The flow owns clientFD
+// once StartFD succeeds; on an error the caller still does.
+func (r *Relay) StartFD(f *Flow, clientFD int, backend *net.TCPConn, idle time.Duration, done Done) error {
 	bfd, err := detach(backend)
 	if err != nil {
-		unix.Close(cfd)
 		return fmt.Errorf("relay: take over backend socket: %w", err)
 	}
 	l := r.loops[int(r.next.Add(1))%len(r.loops)]
-	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{cfd, bfd}, idle, done, -1
+	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, bfd}, idle, done, -1
 	// Both sockets are connected with empty send buffers: the first bytes
 	// can go out before the registration's EPOLLOUT is seen. A write that
 	// finds a buffer full waits for the next edge as usual.
 	f.dirs[0].writable, f.dirs[1].writable = true, true
 	f.lastActive.Store(time.Now().UnixNano())
 	if err := l.add(f); err != nil {
-		unix.Close(cfd)
 		unix.Close(bfd)
 		f.loop = nil
-		return err // the conns are still open: the caller can relay them itself
+		return err // backend is still open: the caller can relay itself
 	}
-	client.Close()
 	backend.Close()
 	return nil
 }
