@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // State is a backend's place in the rotation.
@@ -48,9 +50,10 @@ type Backend struct {
 	Weight int
 
 	pool   *poolState
-	up     atomic.Bool  // passes health; read on every pick
-	drain  atomic.Bool  // set by the operator
-	retry  atomic.Int64 // unix nanos after which a passively failed backend is retried (no active check)
+	sa     unix.Sockaddr // Address as a socket address; nil for a host name
+	up     atomic.Bool   // passes health; read on every pick
+	drain  atomic.Bool   // set by the operator
+	retry  atomic.Int64  // unix nanos after which a passively failed backend is retried (no active check)
 	active atomic.Int64
 	total  atomic.Uint64
 	fails  atomic.Uint64 // all failures ever seen, active and passive

@@ -49,6 +49,7 @@ type Pool struct {
 	state    *poolState
 	log      *zap.Logger
 	allDown  atomic.Bool
+	literal  bool // every backend address is an IP literal (CanStartConnect)
 }
 
 // Options are the hooks a pool reports to.
@@ -92,6 +93,7 @@ func NewPool(cfg config.Pool, prev *Pool, opts Options) (*Pool, error) {
 			p.backends = append(p.backends, newBackend(bc, cfg, p.state))
 		}
 	}
+	p.literal = allLiteral(p.backends)
 	pol, err := newPolicy(cfg.Policy, p.backends)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", cfg.Name, err)
@@ -105,6 +107,7 @@ func newBackend(bc config.Backend, cfg config.Pool, ps *poolState) *Backend {
 		Address:     bc.Address,
 		Weight:      max(bc.Weight, 1),
 		pool:        ps,
+		sa:          socketAddress(bc.Address),
 		hasActive:   cfg.Health != nil,
 		rise:        1,
 		fall:        1,

@@ -33,6 +33,7 @@ type conn struct {
 	tls      *tlsInfo // nil: no TLS seen
 	preamble int32    // client bytes sent to the backend before the relay (the ClientHello, at most maxClientHello)
 	perIP    bool     // holds a slot of the listener's per-IP limit
+	redialed bool     // the server's tried map has an entry (connectInLoop)
 
 	// clientConn and backendConn are the sockets while Go code owns them;
 	// once the event loop owns duplicates they are nil, so an idle relayed
@@ -96,6 +97,9 @@ func (c *conn) end(res relayResult) {
 		b.Release() // the slot Pool.Dial acquired
 	}
 	c.closeSockets()
+	if c.redialed {
+		srv.forgetTried(c)
+	}
 	srv.untrack(c)
 	c.l.active.Add(-1)
 	rec := c.record(res)
@@ -171,6 +175,8 @@ func fromLoop(r relayloop.Result) relayResult {
 		res.reason = CloseIdleTimeout
 	case relayloop.Forced:
 		res.reason = r.Forced
+	case relayloop.ConnectFailed:
+		res.reason = dialFailure(r.Err).reason
 	}
 	return res
 }

@@ -13,7 +13,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/clienthello"
 )
 
@@ -175,10 +174,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 func (s *Server) dial(c *conn, r *route) (backend *net.TCPConn, res relayResult, ok bool) {
 	backend, b, err := r.pool.Dial(s.ctx, c.client.Addr())
 	if err != nil {
-		if errors.Is(err, balancer.ErrNoBackend) {
-			return nil, relayResult{reason: CloseNoBackend, err: err}, false
-		}
-		return nil, relayResult{reason: CloseDialFailed, err: err}, false
+		return nil, dialFailure(err), false
 	}
 	c.backendConn.Store(backend)
 	c.backendRef.Store(b)

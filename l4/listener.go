@@ -115,9 +115,14 @@ func (l *listener) serve() {
 		}
 		l.accepted.Add(1)
 		l.srv.handlers.Add(1)
-		if c != nil {
+		switch lr := l.rt.Load(); {
+		case c != nil:
 			go l.srv.handle(l, c)
-		} else {
+		case lr.rawAccept && lr.catchAll.pool.CanStartConnect():
+			// Nothing on this path waits (the connect completes in an
+			// event loop): no goroutine of its own, no stack to grow.
+			l.srv.serveAccepted(l, lr, fd, sa)
+		default:
 			go l.srv.handleRaw(l, fd, sa)
 		}
 	}

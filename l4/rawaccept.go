@@ -28,6 +28,12 @@ func (s *Server) handleRaw(l *listener, fd int, sa unix.Sockaddr) {
 		s.handle(l, client)
 		return
 	}
+	s.serveAccepted(l, lr, fd, sa)
+}
+
+// serveAccepted runs a connection accepted raw under listener runtime lr,
+// which must have rawAccept set.
+func (s *Server) serveAccepted(l *listener, lr *listenerRuntime, fd int, sa unix.Sockaddr) {
 	c := &conn{l: l, lr: lr, id: s.nextID.Add(1), start: time.Since(s.epoch), client: sockaddrAddrPort(sa)}
 	l.active.Add(1)
 	if res, handedOff := s.serveRaw(lr, c, fd); !handedOff {
@@ -52,6 +58,11 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 	}
 	r := lr.catchAll
 	c.route = r
+	if r.pool.CanStartConnect() {
+		res, handedOff = s.connectInLoop(c, r, fd)
+		owned = !handedOff
+		return res, handedOff
+	}
 	backend, res, ok := s.dial(c, r)
 	if !ok {
 		return res, false

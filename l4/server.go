@@ -54,6 +54,11 @@ type Server struct {
 	listeners map[string]*listener // by configured listen address
 	conns     map[*conn]struct{}
 	closing   bool
+
+	// tried holds the backends a connection connecting in an event loop
+	// has tried, from its first failed attempt until it connects or ends.
+	triedMu   sync.Mutex
+	tried     map[*conn][]*balancer.Backend
 	handlers  sync.WaitGroup
 	accepters sync.WaitGroup
 }
@@ -85,6 +90,7 @@ func NewServer(opts Options) *Server {
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*conn]struct{}{},
+		tried:     map[*conn][]*balancer.Backend{},
 	}
 }
 

@@ -30,6 +30,8 @@ const (
 	sweepEvery = 100 * time.Millisecond
 	// wakeID marks the loop's eventfd in epoll data.
 	wakeID = int32(-1)
+	// flowEvents is what a flow's sockets are registered for.
+	flowEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 )
 
 // pipe is a kernel pipe that bytes are spliced through; size is its capacity.
@@ -96,6 +98,9 @@ func (l *loop) add(f *Flow) error {
 		l.mu.Unlock()
 		return fmt.Errorf("relay: shutting down")
 	}
+	// Read under mu: once a socket is registered the loop may change the
+	// flow (after it takes mu for the batch that reports the socket).
+	fds, timed := f.fds, f.idle > 0
 	if n := len(l.free); n > 0 {
 		f.id = l.free[n-1]
 		l.free = l.free[:n-1]
@@ -105,25 +110,26 @@ func (l *loop) add(f *Flow) error {
 		l.flows = append(l.flows, f)
 	}
 	l.mu.Unlock()
-	for side, fd := range f.fds {
-		ev := unix.EpollEvent{
-			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
-			Fd:     int32(f.id),
-			Pad:    int32(side),
-		}
+	// Counted before the sockets are registered, which the loop's
+	// setIdle relies on.
+	if timed && l.idleN.Add(1) == 1 {
+		l.requestWake() // the loop must start sweeping
+	}
+	for side, fd := range fds {
+		ev := unix.EpollEvent{Events: flowEvents, Fd: int32(f.id), Pad: int32(side)}
 		if err := l.epollCtl(unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			l.mu.Lock()
 			l.flows[f.id] = nil
 			l.free = append(l.free, f.id)
 			l.mu.Unlock()
 			if side == 1 {
-				_ = l.epollCtl(unix.EPOLL_CTL_DEL, f.fds[0], nil)
+				_ = l.epollCtl(unix.EPOLL_CTL_DEL, fds[0], nil)
+			}
+			if timed {
+				l.idleN.Add(-1)
 			}
 			return fmt.Errorf("relay: epoll_ctl add: %w", err)
 		}
-	}
-	if f.idle > 0 && l.idleN.Add(1) == 1 {
-		l.requestWake() // the loop must start sweeping
 	}
 	return nil
 }
@@ -206,6 +212,14 @@ func (l *loop) run() {
 				continue
 			}
 			l.note(f, int(events[i].Pad), events[i].Events)
+			if f.connecting {
+				if events[i].Pad == 1 && events[i].Events&connectEvents != 0 {
+					l.connectDone(f)
+				}
+				if f.connecting || f.finished {
+					continue
+				}
+			}
 			l.pump(f)
 		}
 		l.runPending()
@@ -270,6 +284,10 @@ func (l *loop) sweep(now time.Time) {
 	}
 	l.mu.Unlock()
 	for _, f := range idle {
+		if f.connecting { // idle holds the connect timeout
+			l.connectFailed(f, fmt.Errorf("connect timeout after %s", f.idle))
+			continue
+		}
 		l.finish(f, IdleTimeout, nil)
 	}
 }

@@ -38,6 +38,9 @@ const (
 	IdleTimeout
 	// Forced: Flow.Close ended it.
 	Forced
+	// ConnectFailed: the backend could not be reached (StartConnecting);
+	// Err says why.
+	ConnectFailed
 )
 
 // Result is what a finished flow reports.
@@ -167,15 +170,16 @@ func detach(c *net.TCPConn) (int, error) {
 // it is meant to be embedded in the caller's per-connection struct, which
 // keeps an idle relayed connection to one small allocation.
 type Flow struct {
-	loop     *loop
-	id       uint32
-	pending  bool // queued for more work after its budget ran out
-	finished bool
-	firstEnd int8   // side whose direction ended first: 0 client, 1 backend
-	fds      [2]int // client, backend
-	dirs     [2]direction
-	idle     time.Duration
-	done     Done
+	loop       *loop
+	id         uint32
+	pending    bool // queued for more work after its budget ran out
+	finished   bool
+	connecting bool   // the backend's connect is in progress (StartConnecting)
+	firstEnd   int8   // side whose direction ended first: 0 client, 1 backend
+	fds        [2]int // client, backend
+	dirs       [2]direction
+	idle       time.Duration
+	done       Done
 
 	lastActive atomic.Int64 // unix nanos of the last byte moved
 	bytes      [2]atomic.Int64

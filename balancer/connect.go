@@ -1,0 +1,118 @@
+package balancer
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Nonblocking connects, for callers that wait for completion in an event
+// loop of their own (package l4's relay loops) instead of parking a
+// goroutine in Dial. The caller drives the attempts: Next picks a backend,
+// StartConnect begins the connect, and Connected or Failed records the
+// outcome. Dial is the same policy in one blocking call.
+
+// Attempts is how many backends one connection may try (connect_attempts).
+func (p *Pool) Attempts() int { return max(p.Config.ConnectAttempts, 1) }
+
+// Next picks the backend for a connection's next attempt, skipping tried,
+// and counts a connection to it (Release undoes that). It returns nil when
+// no backend is eligible.
+func (p *Pool) Next(client netip.Addr, tried []*Backend) *Backend {
+	b := p.policy.pick(client, tried, time.Now().UnixNano())
+	if b == nil {
+		p.noteAllDown(tried)
+		return nil
+	}
+	b.acquire()
+	return b
+}
+
+// Connected notes a connect that succeeded.
+func (p *Pool) Connected() { p.noteUp() }
+
+// Failed records that attempt (1-based) to b failed with err: the
+// connection slot Next counted is released and, unless the cause is local
+// (out of descriptors or memory), the backend takes a passive failure. The
+// *DialError says what failed, where and on which attempt; retry is false
+// when another backend would fail the same way (a local cause) or no
+// attempt is left.
+func (p *Pool) Failed(b *Backend, attempt int, err error) (de *DialError, retry bool) {
+	b.Release()
+	de = &DialError{Pool: p.Name, Address: b.Address, Attempt: attempt, Attempts: p.Attempts(), Err: err}
+	if localResourceError(err) {
+		return de, false
+	}
+	b.ReportFailure(de)
+	return de, attempt < p.Attempts()
+}
+
+// CanStartConnect reports whether StartConnect can reach every backend of
+// the pool: all addresses are IP literals (a host name needs Dial's
+// resolver).
+func (p *Pool) CanStartConnect() bool { return p.literal }
+
+// allLiteral reports whether every backend has a socket address.
+func allLiteral(backends []*Backend) bool {
+	for _, b := range backends {
+		if b.sa == nil {
+			return false
+		}
+	}
+	return len(backends) > 0
+}
+
+// StartConnect opens a nonblocking socket to b with TCP_NODELAY and
+// keepalive (idle 30 s, interval 30 s, as Dial) and begins connecting. The
+// connect completes later: the socket turns writable, and SO_ERROR then
+// says whether it failed. The caller owns the returned descriptor.
+func StartConnect(b *Backend) (int, error) {
+	if b.sa == nil {
+		return -1, fmt.Errorf("connect %s: not an IP address", b.Address)
+	}
+	// Connect writes into the address it is given: each call gets a copy.
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	switch a := b.sa.(type) {
+	case *unix.SockaddrInet4:
+		sa = &unix.SockaddrInet4{Port: a.Port, Addr: a.Addr}
+	case *unix.SockaddrInet6:
+		sa, family = &unix.SockaddrInet6{Port: a.Port, Addr: a.Addr}, unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	for _, o := range [...]struct{ level, name, value int }{
+		{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 30},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.name, o.value); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("setsockopt: %w", err)
+		}
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil, unix.EINPROGRESS, unix.EINTR: // after EINTR the connect goes on
+		return fd, nil
+	default:
+		unix.Close(fd)
+		return -1, err
+	}
+}
+
+// socketAddress converts an IP:port literal; nil for anything else.
+func socketAddress(address string) unix.Sockaddr {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || ap.Addr().Zone() != "" {
+		return nil
+	}
+	if a := ap.Addr().Unmap(); a.Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}

@@ -1,0 +1,160 @@
+package l4
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/l4/proxyproto"
+)
+
+// refusingAddr returns a loopback address that refuses connections.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// A plain listener whose pool sends PROXY headers: the event loop writes
+// the header once the connect completes, before any client byte, with the
+// client's socket address and the address it connected to; a server-first
+// backend's banner still reaches the client.
+func TestLoopConnectSendsProxyHeader(t *testing.T) {
+	for _, version := range []string{"v1", "v2"} {
+		t.Run(version, func(t *testing.T) {
+			got := make(chan *proxyproto.Header, 1)
+			back := headerBackend(t, got, func(c *net.TCPConn) {
+				_, _ = c.Write([]byte("banner\n"))
+				echoHandler(c)
+			})
+			p := testPool("p", back.addr())
+			p.ProxyProtocol = version
+			h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
+			c, err := net.Dial("tcp", h.addr("l"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			banner := make([]byte, 7)
+			if _, err := io.ReadFull(c, banner); err != nil || string(banner) != "banner\n" {
+				t.Fatalf("banner %q, %v", banner, err)
+			}
+			hdr := <-got
+			if hdr == nil {
+				t.Fatal("backend read no PROXY header")
+			}
+			if want := netip.MustParseAddrPort(c.LocalAddr().String()); hdr.Source != want {
+				t.Fatalf("header source %v, want the client's %v", hdr.Source, want)
+			}
+			if want := netip.MustParseAddrPort(h.addr("l")); hdr.Destination != want {
+				t.Fatalf("header destination %v, want the listener's %v", hdr.Destination, want)
+			}
+			_, _ = c.Write([]byte("ping\n"))
+			line := make([]byte, 5)
+			if _, err := io.ReadFull(c, line); err != nil || string(line) != "ping\n" {
+				t.Fatalf("echo %q, %v", line, err)
+			}
+		})
+	}
+}
+
+// When every attempt is refused the client gets a clean EOF, the record
+// says dial_failed with the last attempt's error, each tried backend takes
+// one passive failure, and nothing is left behind.
+func TestLoopConnectAllAttemptsFail(t *testing.T) {
+	dead := []string{refusingAddr(t), refusingAddr(t), refusingAddr(t)}
+	p := testPool("p", dead...)
+	p.ConnectAttempts = 2
+	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
+	done := leakCheck(t)
+	c, err := net.Dial("tcp", h.addr("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readAllTimeout(c, 3*time.Second); err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want EOF", b, err)
+	}
+	c.Close()
+	rec := h.next(3 * time.Second)
+	if rec.Close != CloseDialFailed || rec.Err == nil {
+		t.Fatalf("record %+v, want dial_failed with an error", rec)
+	}
+	msg := rec.Err.Error()
+	for _, want := range []string{"connection refused", "pool p", "attempt 2/2"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("error %q does not say %q", msg, want)
+		}
+	}
+	failures := 0
+	for _, a := range dead {
+		snap := h.rt.Pools["p"].Backend(a).Snapshot()
+		if snap.Active != 0 {
+			t.Fatalf("backend %s still counts %d connections", a, snap.Active)
+		}
+		failures += int(snap.Failures)
+	}
+	if failures != 2 {
+		t.Fatalf("%d passive failures, want one per attempt (2)", failures)
+	}
+	h.srv.triedMu.Lock()
+	left := len(h.srv.tried)
+	h.srv.triedMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d connections still listed as retrying", left)
+	}
+	done()
+}
+
+// A connection whose backend has not answered yet ends at once when the
+// backend is closed (close_on_unhealthy) or the server shuts down, not
+// after connect_timeout.
+func TestForceCloseWhileConnecting(t *testing.T) {
+	hole := l4test.Blackhole(t)
+	p := testPool("p", hole)
+	p.ConnectTimeout = 20 * time.Second
+	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
+	c, err := net.Dial("tcp", h.addr("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for h.srv.ActiveConnections() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("connection never reached the connect")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b := h.rt.Pools["p"].Backend(hole)
+	deadline = time.Now().Add(3 * time.Second)
+	for h.srv.CloseBackend(b, CloseBackendDown) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("CloseBackend never found the connecting connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if got, err := readAllTimeout(c, 3*time.Second); err != nil || len(got) != 0 {
+		t.Fatalf("read %q, %v; want EOF", got, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("closed after %s", el)
+	}
+	if rec := h.next(3 * time.Second); rec.Close != CloseBackendDown {
+		t.Fatalf("record %+v, want %s", rec, CloseBackendDown)
+	}
+	if a := b.Snapshot().Active; a != 0 {
+		t.Fatalf("backend still counts %d connections", a)
+	}
+}
