@@ -57,12 +57,19 @@ func testConfig(pools []*config.Pool, listeners ...config.Listener) *config.Conf
 	return c
 }
 
+// TestMain runs the tests as l4edge runs: one P more than event loops (see
+// startProxy), so the loops wait without giving their Ps back.
+func TestMain(m *testing.M) {
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 2) + 1)
+	os.Exit(m.Run())
+}
+
 // startProxy runs cfg with tlsp (may be nil) until the test ends.
 func startProxy(t *testing.T, cfg *config.Config, tlsp TLSProvider) *harness {
 	t.Helper()
 	h := &harness{t: t, records: make(chan Record, 4096)}
 	log := zaptest.NewLogger(t)
-	h.srv = NewServer(Options{Log: log, OnDone: func(r *Record) {
+	h.srv = NewServer(Options{Log: log, EventLoops: runtime.GOMAXPROCS(0) - 1, OnDone: func(r *Record) {
 		select {
 		case h.records <- *r:
 		default:

@@ -25,11 +25,15 @@ import (
 // doubled) cut the ping-pong p99 as well but cost 18% more CPU per TLS
 // handshake, with 32 handshakes spread over twice as many threads as CPUs.
 // A GOMAXPROCS set in the environment is taken as the operator's choice and
-// left as it is.
+// left as it is; the loops are then one fewer (at least one), so goroutines
+// still have a P. (The loops wait without giving their Ps back while Go
+// code has one of its own: see relayloop's wait.)
 func sizeEventLoops(log *zap.Logger) int {
 	loops := runtime.GOMAXPROCS(0)
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(loops + 1)
+	} else {
+		loops = max(loops-1, 1)
 	}
 	log.Debug("event loops", zap.Int("loops", loops), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
 	return loops

@@ -8,7 +8,7 @@ import (
 )
 
 // One loop per P Go would use, and one P more for goroutines; an explicit
-// GOMAXPROCS is left alone.
+// GOMAXPROCS is left alone and the loops are one fewer, at least one.
 func TestSizeEventLoops(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
@@ -18,6 +18,12 @@ func TestSizeEventLoops(t *testing.T) {
 		t.Fatalf("loops %d, GOMAXPROCS %d; want %d and %d", loops, runtime.GOMAXPROCS(0), before, before+1)
 	}
 	runtime.GOMAXPROCS(before)
+
+	t.Setenv("GOMAXPROCS", "3")
+	runtime.GOMAXPROCS(3)
+	if loops := sizeEventLoops(zap.NewNop()); loops != 2 || runtime.GOMAXPROCS(0) != 3 {
+		t.Fatalf("with GOMAXPROCS=3 set: loops %d, GOMAXPROCS %d; want 2 and 3", loops, runtime.GOMAXPROCS(0))
+	}
 
 	t.Setenv("GOMAXPROCS", "1")
 	runtime.GOMAXPROCS(1)

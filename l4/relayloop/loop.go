@@ -66,12 +66,17 @@ type loop struct {
 	bigN    int // big pipes open, free or in use
 	pending []*Flow
 	toClose []int
+	spawned bool        // goroutines were started since the last wait (see wait)
+	loops   int         // loops in this Relay
+	rawWait atomic.Bool // wait keeps the P (see wait)
+	yielded time.Time
+	checked time.Time
 
 	idleN   atomic.Int64 // open flows with an idle timeout
 	stashed atomic.Int64 // copied bytes parked in a pipe for a full destination (tests)
 }
 
-func newLoop() (*loop, error) {
+func newLoop(loops int) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("relay: epoll_create1: %w", err)
@@ -87,7 +92,9 @@ func newLoop() (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("relay: epoll_ctl eventfd: %w", err)
 	}
-	return &loop{epfd: epfd, wakefd: wfd, budget: defaultBudget, stopped: make(chan struct{}), buf: make([]byte, copyBufSize)}, nil
+	l := &loop{epfd: epfd, wakefd: wfd, budget: defaultBudget, stopped: make(chan struct{}), buf: make([]byte, copyBufSize), loops: loops}
+	l.checkRawWait(time.Now())
+	return l, nil
 }
 
 // add registers a flow's two sockets, edge-triggered. Registration reports
@@ -162,18 +169,14 @@ func (l *loop) run() {
 	var ready []*Watch
 	lastSweep := time.Now()
 	for {
-		// A blocking epoll_wait keeps this loop on a thread of its own
-		// while it waits. Parking the goroutine in Go's netpoller instead
-		// (the epoll descriptor is pollable) saved about 10% CPU per
-		// connection but doubled the 32-connection ping-pong p99 in the
-		// benchmark, as the loop then queued behind other goroutines.
+		// The loop waits on a thread (and a P) of its own: see wait.
 		timeout := -1
 		if len(l.pending) > 0 {
 			timeout = 0
 		} else if l.hasIdleFlows() {
 			timeout = int(max(sweepEvery-time.Since(lastSweep), time.Millisecond) / time.Millisecond)
 		}
-		n, err := unix.EpollWait(l.epfd, events, timeout)
+		n, err := l.wait(events, timeout)
 		if err != nil && err != unix.EINTR {
 			panic(fmt.Sprintf("relay: epoll_wait: %v", err)) // EBADF/EINVAL: a bug, not a condition
 		}
@@ -199,6 +202,7 @@ func (l *loop) run() {
 
 		for _, w := range ready {
 			w.ready()
+			l.spawned = true // ready starts its work in a goroutine
 		}
 		for i, f := range batch {
 			if f == nil {

@@ -251,5 +251,6 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 	}
 	if f.done != nil {
 		go f.done.FlowEnded(res)
+		l.spawned = true
 	}
 }

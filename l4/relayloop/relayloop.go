@@ -66,7 +66,7 @@ type Relay struct {
 func New(n int) (*Relay, error) {
 	r := &Relay{}
 	for range max(n, 1) {
-		l, err := newLoop()
+		l, err := newLoop(max(n, 1))
 		if err != nil {
 			r.Close()
 			return nil, err

@@ -311,7 +311,7 @@ func TestEOFAtEveryBudgetBoundary(t *testing.T) {
 // a process stays far below the kernel's per-user pipe allowance; closing a
 // big pipe lets the next new one be big again.
 func TestBigPipesAreBounded(t *testing.T) {
-	l, err := newLoop()
+	l, err := newLoop(1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,91 @@
+package relayloop
+
+import (
+	"crypto/rand"
+	"io"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestMain gives the tests' relays (two loops) a P to spare, as l4edge
+// does, so they wait with raw system calls; TestPlainWait covers the other
+// case.
+func TestMain(m *testing.M) {
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 2) + 1)
+	os.Exit(m.Run())
+}
+
+// waitsRaw reports whether every loop of r keeps its P while it waits.
+func waitsRaw(r *Relay) bool {
+	for _, l := range r.loops {
+		if !l.rawWait.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// With as many loops as Ps the loops wait with plain system calls (a raw
+// wait would leave other goroutines no P), and bytes still flow.
+func TestPlainWait(t *testing.T) {
+	r, err := New(runtime.GOMAXPROCS(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	if waitsRaw(r) {
+		t.Fatal("loops wait raw with no P to spare")
+	}
+	if !waitsRaw(newRelay(t)) {
+		t.Fatal("two loops with a P to spare do not wait raw")
+	}
+	p := newPair(t, r, listen(t), 0)
+	want := make([]byte, 1<<20)
+	_, _ = rand.Read(want)
+	go func() { _, _ = p.client.Write(want); _ = p.client.CloseWrite() }()
+	_ = p.backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(p.backend)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("backend read %d of %d bytes, %v", len(got), len(want), err)
+	}
+}
+
+// Collections and a busy spare P do not stall behind loops blocked in raw
+// waits: the runtime interrupts them, and what a loop starts (FlowEnded)
+// runs even while every other P is busy.
+func TestRawWaitLetsGoroutinesRun(t *testing.T) {
+	r := newRelay(t)
+	if !waitsRaw(r) {
+		t.Fatal("loops do not wait raw")
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	for range runtime.GOMAXPROCS(0) { // keep every P but the loops' busy
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	for range 5 {
+		start := time.Now()
+		runtime.GC()
+		if el := time.Since(start); el > 2*time.Second {
+			t.Fatalf("a collection took %s with loops waiting", el)
+		}
+	}
+	p := newPair(t, r, listen(t), 0)
+	p.client.Close()
+	p.backend.Close()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FlowEnded did not run")
+	}
+}
