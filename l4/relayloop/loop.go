@@ -66,9 +66,11 @@ type loop struct {
 	bigN    int // big pipes open, free or in use
 	pending []*Flow
 	toClose []int
-	spawned bool        // goroutines were started since the last wait (see wait)
-	loops   int         // loops in this Relay
-	rawWait atomic.Bool // wait keeps the P (see wait)
+	spawned bool         // goroutines were started since the last wait (see wait)
+	loops   int          // loops in this Relay
+	rawWait atomic.Bool  // wait keeps the P (see wait)
+	quiet   bool         // the last wait found nothing to do: the next is plain
+	waits   atomic.Int64 // waits made (tests)
 	yielded time.Time
 	checked time.Time
 

@@ -89,3 +89,27 @@ func TestRawWaitLetsGoroutinesRun(t *testing.T) {
 		t.Fatal("FlowEnded did not run")
 	}
 }
+
+// An idle relay sleeps: after the first empty raw wait its loops wait with
+// plain system calls and no timeout, instead of waking every 10 ms.
+func TestIdleLoopsSleep(t *testing.T) {
+	r := newRelay(t)
+	p := newPair(t, r, listen(t), 0) // some traffic first: the loops wait raw
+	_, _ = p.client.Write([]byte("x"))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(p.backend, buf); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // one empty raw wait makes a loop quiet
+	before := make([]int64, len(r.loops))
+	for i, l := range r.loops {
+		before[i] = l.waits.Load()
+	}
+	time.Sleep(500 * time.Millisecond)
+	for i, l := range r.loops {
+		// Raw waits would be about 50 here (one per 10 ms).
+		if n := l.waits.Load() - before[i]; n > 5 {
+			t.Fatalf("loop %d woke %d times in 500ms while idle", i, n)
+		}
+	}
+}
