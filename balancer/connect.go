@@ -3,6 +3,7 @@ package balancer
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -101,7 +102,7 @@ func StartConnect(b *Backend) (int, error) {
 		return fd, nil
 	default:
 		unix.Close(fd)
-		return -1, err
+		return -1, os.NewSyscallError("connect", err) // as net.Dialer says it
 	}
 }
 

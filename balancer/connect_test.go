@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 
@@ -60,7 +61,7 @@ func waitConnected(t *testing.T, fd int) error {
 		t.Fatal(err)
 	}
 	if v != 0 {
-		return unix.Errno(v)
+		return os.NewSyscallError("connect", unix.Errno(v)) // as the event loop reports it
 	}
 	return nil
 }
@@ -89,7 +90,7 @@ func TestStartConnectAttempts(t *testing.T) {
 		t.Fatalf("connect to a closed port: %v", err)
 	}
 	de, retry := p.Failed(first, 1, err)
-	if !retry || de.Error() != "dial "+dead+": connection refused (pool p, attempt 1/3)" {
+	if !retry || de.Error() != "dial "+dead+": connect: connection refused (pool p, attempt 1/3)" {
 		t.Fatalf("Failed: %q, retry %v", de, retry)
 	}
 	if s := first.Snapshot(); s.Active != 0 || s.Failures != 1 {

@@ -44,8 +44,9 @@ type conn struct {
 	parked      atomic.Pointer[parkedRelay] // terminated TLS
 	forced      atomic.Pointer[string]
 	inLoop      atomic.Bool // flow was started: plain TCP in the event loop
-	// routed is set once route and backendRef are final; Connections reads
-	// them only after it sees routed.
+	// routed is set once route and backendRef are final (the backend
+	// accepted the connection); Connections and CloseBackend read them
+	// only after they see routed.
 	routed atomic.Bool
 	flow   relayloop.Flow
 }

@@ -23,8 +23,7 @@ func (s *Server) connectInLoop(c *conn, r *route, fd int) (res relayResult, hand
 	if b == nil {
 		return relayResult{reason: CloseNoBackend, err: balancer.ErrNoBackend}, false
 	}
-	c.backendRef.Store(b)
-	c.routed.Store(true)
+	c.backendRef.Store(b) // not final until Connected sets routed
 	bfd, err := balancer.StartConnect(b)
 	if err != nil {
 		if bfd, err = c.redial(err); err != nil {
@@ -48,6 +47,7 @@ func (s *Server) connectInLoop(c *conn, r *route, fd int) (res relayResult, hand
 func (c *conn) Connected(clientFD, backendFD int) (time.Duration, error) {
 	r := c.route
 	r.pool.Connected()
+	c.routed.Store(true)
 	if c.redialed {
 		c.l.srv.forgetTried(c)
 	}

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -116,10 +117,10 @@ func TestLoopConnectAllAttemptsFail(t *testing.T) {
 	done()
 }
 
-// A connection whose backend has not answered yet ends at once when the
-// backend is closed (close_on_unhealthy) or the server shuts down, not
-// after connect_timeout.
-func TestForceCloseWhileConnecting(t *testing.T) {
+// A connection whose backend has not answered yet is not one of that
+// backend's connections for close_on_unhealthy (its connect moves on when
+// it fails), and shutdown ends it at once, not after connect_timeout.
+func TestCloseWhileConnecting(t *testing.T) {
 	hole := l4test.Blackhole(t)
 	p := testPool("p", hole)
 	p.ConnectTimeout = 20 * time.Second
@@ -137,24 +138,66 @@ func TestForceCloseWhileConnecting(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b := h.rt.Pools["p"].Backend(hole)
-	deadline = time.Now().Add(3 * time.Second)
-	for h.srv.CloseBackend(b, CloseBackendDown) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("CloseBackend never found the connecting connection")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if n := h.srv.CloseBackend(b, CloseBackendDown); n != 0 {
+		t.Fatalf("CloseBackend closed %d connections still connecting", n)
 	}
+	if list := h.srv.Connections(); len(list) != 0 {
+		t.Fatalf("/status lists a connection still connecting: %+v", list)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
 	start := time.Now()
+	_ = h.srv.Shutdown(ctx)
 	if got, err := readAllTimeout(c, 3*time.Second); err != nil || len(got) != 0 {
 		t.Fatalf("read %q, %v; want EOF", got, err)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("closed after %s", el)
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("closed %s after shutdown began", el)
 	}
-	if rec := h.next(3 * time.Second); rec.Close != CloseBackendDown {
-		t.Fatalf("record %+v, want %s", rec, CloseBackendDown)
+	if rec := h.next(3 * time.Second); rec.Close != CloseShutdown {
+		t.Fatalf("record %+v, want %s", rec, CloseShutdown)
 	}
 	if a := b.Snapshot().Active; a != 0 {
 		t.Fatalf("backend still counts %d connections", a)
 	}
+}
+
+// While attempts fail one after another, /status keeps working and lists
+// no connection that is not connected.
+func TestStatusWhileRetrying(t *testing.T) {
+	dead := []string{refusingAddr(t), refusingAddr(t), refusingAddr(t)}
+	p := testPool("p", dead...)
+	p.PassiveFall = 1000 // keep every backend eligible: each connection tries all three
+	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if list := h.srv.Connections(); len(list) != 0 {
+				t.Errorf("listed %+v", list)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		c, err := net.Dial("tcp", h.addr("l"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readAllTimeout(c, 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if rec := h.next(3 * time.Second); rec.Close != CloseDialFailed || !strings.Contains(rec.Err.Error(), "connect: connection refused (pool p, attempt 3/3)") {
+			t.Fatalf("record %+v", rec)
+		}
+	}
+	close(stop)
+	<-done
 }

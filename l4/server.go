@@ -217,12 +217,14 @@ func (s *Server) untrack(c *conn) {
 }
 
 // CloseBackend closes every open connection to one backend with the given
-// reason (close_on_unhealthy). It returns how many it closed.
+// reason (close_on_unhealthy). It returns how many it closed. A connection
+// still connecting is left to its connect, which moves on to another
+// backend if this one fails.
 func (s *Server) CloseBackend(b *balancer.Backend, reason string) int {
 	s.mu.Lock()
 	var victims []*conn
 	for c := range s.conns {
-		if c.backendRef.Load() == b {
+		if c.routed.Load() && c.backendRef.Load() == b {
 			victims = append(victims, c)
 		}
 	}

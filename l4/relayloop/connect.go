@@ -2,6 +2,7 @@ package relayloop
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,7 +55,7 @@ const connectEvents = unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLHUP
 func (l *loop) connectDone(f *Flow) {
 	v, err := unix.GetsockoptInt(f.fds[1], unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && v != 0 {
-		err = unix.Errno(v)
+		err = os.NewSyscallError("connect", unix.Errno(v)) // as net.Dialer says it
 	}
 	if err != nil {
 		l.connectFailed(f, err)
@@ -75,6 +76,7 @@ func (l *loop) connectDone(f *Flow) {
 // for it, or ends the flow when there is none.
 func (l *loop) connectFailed(f *Flow, cause error) {
 	fd, err := f.done.(Connector).ConnectFailed(cause)
+	l.spawned = true // a passive failure may start goroutines (state change hooks)
 	if err != nil {
 		l.finish(f, ConnectFailed, err)
 		return
@@ -103,3 +105,7 @@ func (l *loop) setIdle(f *Flow, idle time.Duration) {
 	}
 	f.idle = idle
 }
+
+// errConnectTimeout is the cause of a connect that outlived its timeout, in
+// net.Dialer's words; errors.Is(err, os.ErrDeadlineExceeded) holds.
+var errConnectTimeout = fmt.Errorf("connect timeout: %w", os.ErrDeadlineExceeded)

@@ -291,7 +291,7 @@ func (l *loop) sweep(now time.Time) {
 	l.mu.Unlock()
 	for _, f := range idle {
 		if f.connecting { // idle holds the connect timeout
-			l.connectFailed(f, fmt.Errorf("connect timeout after %s", f.idle))
+			l.connectFailed(f, errConnectTimeout)
 			continue
 		}
 		l.finish(f, IdleTimeout, nil)
