@@ -95,9 +95,10 @@ func wssExchange(t *testing.T, p *pebble, addr, name string, n int) {
 // TLS-ALPN-01 answered on l4edge's own traffic listener; a verified wss
 // client exchanges 100 messages; a restart reuses the stored certificate.
 func TestACMETLSALPN01(t *testing.T) {
-	tlsPort := freePort(t)
-	p := startPebble(t, freePort(t), tlsPort)
-	backend := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 3)
+	tlsPort := ports[0]
+	p := startPebble(t, ports[1], tlsPort)
+	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	startProc(t, filepath.Join(binDir, "wsecho"), "-listen", backend, "-name", "b")
 	waitListening(t, backend, 10*time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
@@ -124,9 +125,10 @@ func TestACMETLSALPN01(t *testing.T) {
 
 // HTTP-01 on tls.acme.http_listen, which redirects other requests to https.
 func TestACMEHTTP01(t *testing.T) {
-	httpPort, tlsPort := freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	httpPort, tlsPort := ports[0], ports[1]
 	p := startPebble(t, httpPort, tlsPort)
-	backend := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	startProc(t, filepath.Join(binDir, "wsecho"), "-listen", backend, "-name", "b")
 	waitListening(t, backend, 10*time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
@@ -151,9 +153,10 @@ func TestACMEHTTP01(t *testing.T) {
 // On-demand: an allowed name gets a certificate at its first handshake; a
 // name outside allow fails fast and never reaches the CA.
 func TestACMEOnDemand(t *testing.T) {
-	tlsPort := freePort(t)
-	p := startPebble(t, freePort(t), tlsPort)
-	backend := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 3)
+	tlsPort := ports[0]
+	p := startPebble(t, ports[1], tlsPort)
+	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	startProc(t, filepath.Join(binDir, "wsecho"), "-listen", backend, "-name", "b")
 	waitListening(t, backend, 10*time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)

@@ -193,6 +193,23 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freePorts returns n distinct free loopback ports. Separate freePort calls
+// can return the same port (the kernel may hand a just-closed one out
+// again) when nothing binds the first before the second is drawn.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // held until all are drawn: the ports differ
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
 // writeConfig writes a YAML file into the test's temp dir.
 func writeConfig(t *testing.T, yaml string) string {
 	t.Helper()

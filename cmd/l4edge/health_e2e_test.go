@@ -16,7 +16,7 @@ import (
 // and no client sees an error. Restarted, it is healthy after rise passes
 // and gets traffic again.
 func TestKillBackendUnderLoad(t *testing.T) {
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	ports := freePorts(t, 3)
 	backends := make([]*proc, 3)
 	startBackend := func(i int) {
 		backends[i] = startProc(t, filepath.Join(binDir, "wsecho"), "-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-name", fmt.Sprintf("b%d", i))

@@ -22,7 +22,8 @@ func TestQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge, b1, b2 := freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	edge, b1, b2 := ports[0], ports[1], ports[2]
 	cfg := strings.NewReplacer(
 		"127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", edge),
 		"127.0.0.1:9001", fmt.Sprintf("127.0.0.1:%d", b1),

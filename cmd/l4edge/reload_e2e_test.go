@@ -153,9 +153,10 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestReloadRemovesListenerKeepsHealth(t *testing.T) {
 	echo := startEcho(t)
 	dead := l4test.Blackhole(t) // SYNs unanswered: each check takes its whole timeout
-	a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	b := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ports := freePorts(t, 3)
+	a := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	b := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	cfg := func(withB bool, route string) string {
 		s := fmt.Sprintf(`
 log: {level: info, format: json}
