@@ -81,7 +81,7 @@ func (l *listener) serve() {
 	for {
 		var c *net.TCPConn
 		fd := -1
-		var sa unix.Sockaddr
+		var sa syscall.Sockaddr
 		var err error
 		if l.rt.Load().rawAccept && l.srv.loops != nil {
 			fd, sa, err = l.acceptRaw()
@@ -133,13 +133,17 @@ func (l *listener) serve() {
 // was never registered with the netpoller, so the event loop can take it
 // as it is: no netFD, no address lookups, no descriptor duplicated and
 // closed. It inherits keepalive and TCP_NODELAY from the listener.
-func (l *listener) acceptRaw() (int, unix.Sockaddr, error) {
+//
+// It calls syscall.Accept4, not unix.Accept4: x/sys/unix asks every
+// accepted IPv4 or IPv6 socket for SO_PROTOCOL (to tell L2TP sockets
+// apart), a system call per connection for nothing here.
+func (l *listener) acceptRaw() (int, syscall.Sockaddr, error) {
 	fd := -1
-	var sa unix.Sockaddr
+	var sa syscall.Sockaddr
 	var aerr error
 	err := l.raw.Read(func(lfd uintptr) bool {
 		for {
-			fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			switch aerr {
 			case unix.EINTR, unix.ECONNABORTED:
 				continue // as Go's own accept: try the next one

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,7 +16,7 @@ import (
 // nothing from its clients before the relay (see rawAccept): limits, dial,
 // the PROXY header out, then the event loop, which takes the accepted
 // descriptor as it is.
-func (s *Server) handleRaw(l *listener, fd int, sa unix.Sockaddr) {
+func (s *Server) handleRaw(l *listener, fd int, sa syscall.Sockaddr) {
 	lr := l.rt.Load()
 	if !lr.rawAccept {
 		// A reload changed the listener while it waited in accept.
@@ -33,7 +34,7 @@ func (s *Server) handleRaw(l *listener, fd int, sa unix.Sockaddr) {
 
 // serveAccepted runs a connection accepted raw under listener runtime lr,
 // which must have rawAccept set.
-func (s *Server) serveAccepted(l *listener, lr *listenerRuntime, fd int, sa unix.Sockaddr) {
+func (s *Server) serveAccepted(l *listener, lr *listenerRuntime, fd int, sa syscall.Sockaddr) {
 	c := &conn{l: l, lr: lr, id: s.nextID.Add(1), start: time.Since(s.epoch), client: sockaddrAddrPort(sa)}
 	l.active.Add(1)
 	if res, handedOff := s.serveRaw(lr, c, fd); !handedOff {
@@ -117,11 +118,11 @@ func fdConn(fd int) (*net.TCPConn, error) {
 }
 
 // sockaddrAddrPort converts accept4's peer address.
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+func sockaddrAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	}
 	return netip.AddrPort{}
@@ -130,7 +131,7 @@ func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
 // localAddrPort is the address a client connected to (for the PROXY
 // header), or the zero AddrPort when the socket cannot say.
 func localAddrPort(fd int) netip.AddrPort {
-	sa, err := unix.Getsockname(fd)
+	sa, err := syscall.Getsockname(fd) // not unix's: see acceptRaw
 	if err != nil {
 		return netip.AddrPort{}
 	}

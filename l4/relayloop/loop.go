@@ -66,13 +66,16 @@ type loop struct {
 	bigN    int // big pipes open, free or in use
 	pending []*Flow
 	toClose []int
-	spawned bool         // goroutines were started since the last wait (see wait)
-	loops   int          // loops in this Relay
-	rawWait atomic.Bool  // wait keeps the P (see wait)
-	quiet   bool         // the last wait found nothing to do: the next is plain
-	waits   atomic.Int64 // waits made (tests)
-	yielded time.Time
-	checked time.Time
+	spawned bool        // goroutines were started since the last wait (see wait)
+	loops   int         // loops in this Relay
+	rawWait atomic.Bool // wait keeps the P (see wait)
+	quiet   bool        // the last wait found nothing to do: the next is plain
+	// unbounded is set while the loop waits (or is about to) with no
+	// timeout; add wakes it when a flow with a timeout arrives.
+	unbounded atomic.Bool
+	waits     atomic.Int64 // waits made (tests)
+	yielded   time.Time
+	checked   time.Time
 
 	idleN   atomic.Int64 // open flows with an idle timeout
 	stashed atomic.Int64 // copied bytes parked in a pipe for a full destination (tests)
@@ -120,9 +123,12 @@ func (l *loop) add(f *Flow) error {
 	}
 	l.mu.Unlock()
 	// Counted before the sockets are registered, which the loop's
-	// setIdle relies on.
-	if timed && l.idleN.Add(1) == 1 {
-		l.requestWake() // the loop must start sweeping
+	// setIdle relies on. A loop that sleeps with no timeout must wake to
+	// start sweeping; one that will look at idleN before it sleeps, or
+	// sleeps bounded, need not (see wait): that saves an eventfd write and
+	// read per connection.
+	if timed && l.idleN.Add(1) == 1 && l.unbounded.Load() {
+		l.requestWake()
 	}
 	for side, fd := range fds {
 		ev := unix.EpollEvent{Events: flowEvents, Fd: int32(f.id), Pad: int32(side)}

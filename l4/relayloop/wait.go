@@ -55,7 +55,16 @@ func (l *loop) wait(events []unix.EpollEvent, timeout int) (int, error) {
 		l.checkRawWait(now)
 	}
 	if !l.rawWait.Load() || l.quiet {
+		if timeout < 0 {
+			// Set before idleN is read, as add reads it after idleN
+			// changed: one of the two sees the other (see add).
+			l.unbounded.Store(true)
+			if l.hasIdleFlows() {
+				timeout = int(sweepEvery / time.Millisecond)
+			}
+		}
 		n, err := unix.EpollWait(l.epfd, events, timeout)
+		l.unbounded.Store(false)
 		l.quiet = n == 0 && err == nil
 		return n, err
 	}
