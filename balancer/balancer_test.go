@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 func poolOf(policy string, addrs ...string) config.Pool {
@@ -143,20 +144,10 @@ func TestIPHashConsistency(t *testing.T) {
 	}
 }
 
-func listenAndClose(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
-}
-
 // All backends out: ErrNoBackend at once, "no healthy backend" logged once.
 func TestAllDownLogsOnce(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	cfg := poolOf(config.PolicyRoundRobin, listenAndClose(t), listenAndClose(t))
+	cfg := poolOf(config.PolicyRoundRobin, l4test.Refusing(t, 2)...)
 	p := mustPool(t, cfg, Options{Log: zap.New(core)})
 	_, _, err := p.Dial(context.Background(), netip.Addr{})
 	var de *DialError

@@ -66,7 +66,7 @@ func allLiteral(backends []*Backend) bool {
 }
 
 // StartConnect opens a nonblocking socket to b with TCP_NODELAY and
-// keepalive (idle 30 s, interval 30 s, as Dial) and begins connecting. The
+// keepalive (backendKeepAlive, as Dial) and begins connecting. The
 // connect completes later: the socket turns writable, and SO_ERROR then
 // says whether it failed. The caller owns the returned descriptor.
 func StartConnect(b *Backend) (int, error) {
@@ -86,11 +86,12 @@ func StartConnect(b *Backend) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
+	keepAlive := int(backendKeepAlive / time.Second)
 	for _, o := range [...]struct{ level, name, value int }{
 		{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
 		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 30},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 30},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAlive},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAlive},
 	} {
 		if err := unix.SetsockoptInt(fd, o.level, o.name, o.value); err != nil {
 			unix.Close(fd)

@@ -154,45 +154,41 @@ func (p *Pool) Backend(address string) *Backend {
 // dial is a passive failure of that backend. The returned backend's Release
 // must be called when the connection ends. The error is ErrNoBackend when no
 // backend could be tried at all, otherwise the last *DialError.
+// It is Next, dialOne and Failed in a loop (see connect.go for callers
+// that drive the attempts themselves).
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (*net.TCPConn, *Backend, error) {
-	attempts := max(p.Config.ConnectAttempts, 1)
 	var tried []*Backend
 	var lastErr error
-	for attempt := 1; attempt <= attempts; attempt++ {
-		b := p.policy.pick(client, tried, time.Now().UnixNano())
+	for retry := true; retry; {
+		b := p.Next(client, tried)
 		if b == nil {
-			p.noteAllDown(tried)
-			if lastErr != nil {
-				return nil, nil, lastErr
-			}
-			return nil, nil, ErrNoBackend
+			break
 		}
 		tried = append(tried, b)
-		b.acquire()
 		conn, err := p.dialOne(ctx, b.Address)
 		if err == nil {
-			p.noteUp()
+			p.Connected()
 			return conn, b, nil
 		}
-		b.Release()
-		lastErr = &DialError{Pool: p.Name, Address: b.Address, Attempt: attempt, Attempts: attempts, Err: unwrapOpError(err)}
-		if localResourceError(err) {
-			// Out of descriptors or memory here: not the backend's fault,
-			// and every other backend would fail the same way.
-			return nil, nil, lastErr
-		}
-		b.ReportFailure(lastErr)
+		lastErr, retry = p.Failed(b, len(tried), unwrapOpError(err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
+	if lastErr == nil {
+		return nil, nil, ErrNoBackend
+	}
 	return nil, nil, lastErr
 }
+
+// backendKeepAlive is the keepalive idle time and probe interval of
+// backend sockets (Dial and StartConnect).
+const backendKeepAlive = 30 * time.Second
 
 func (p *Pool) dialOne(ctx context.Context, address string) (*net.TCPConn, error) {
 	// Count -1 leaves the probe count at the system default (9, as Go
 	// would set it) and saves a system call per connection.
-	d := net.Dialer{Timeout: p.Config.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 30 * time.Second, Count: -1}}
+	d := net.Dialer{Timeout: p.Config.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: backendKeepAlive, Interval: backendKeepAlive, Count: -1}}
 	c, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err

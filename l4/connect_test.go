@@ -14,18 +14,6 @@ import (
 	"github.com/l4edge/l4edge/l4/proxyproto"
 )
 
-// refusingAddr returns a loopback address that refuses connections.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // A plain listener whose pool sends PROXY headers: the event loop writes
 // the header once the connect completes, before any client byte, with the
 // client's socket address and the address it connected to; a server-first
@@ -74,19 +62,12 @@ func TestLoopConnectSendsProxyHeader(t *testing.T) {
 // says dial_failed with the last attempt's error, each tried backend takes
 // one passive failure, and nothing is left behind.
 func TestLoopConnectAllAttemptsFail(t *testing.T) {
-	dead := []string{refusingAddr(t), refusingAddr(t), refusingAddr(t)}
+	dead := l4test.Refusing(t, 3)
 	p := testPool("p", dead...)
 	p.ConnectAttempts = 2
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
 	done := leakCheck(t)
-	c, err := net.Dial("tcp", h.addr("l"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err := readAllTimeout(c, 3*time.Second); err != nil || len(b) != 0 {
-		t.Fatalf("read %q, %v; want EOF", b, err)
-	}
-	c.Close()
+	dialClosed(t, h.addr("l"), "every attempt refused")
 	rec := h.next(3 * time.Second)
 	if rec.Close != CloseDialFailed || rec.Err == nil {
 		t.Fatalf("record %+v, want dial_failed with an error", rec)
@@ -148,9 +129,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_ = h.srv.Shutdown(ctx)
-	if got, err := readAllTimeout(c, 3*time.Second); err != nil || len(got) != 0 {
-		t.Fatalf("read %q, %v; want EOF", got, err)
-	}
+	expectEOF(t, c, "connecting at shutdown")
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("closed %s after shutdown began", el)
 	}
@@ -165,7 +144,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 // While attempts fail one after another, /status keeps working and lists
 // no connection that is not connected.
 func TestStatusWhileRetrying(t *testing.T) {
-	dead := []string{refusingAddr(t), refusingAddr(t), refusingAddr(t)}
+	dead := l4test.Refusing(t, 3)
 	p := testPool("p", dead...)
 	p.PassiveFall = 1000 // keep every backend eligible: each connection tries all three
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
@@ -186,14 +165,7 @@ func TestStatusWhileRetrying(t *testing.T) {
 		}
 	}()
 	for range 50 {
-		c, err := net.Dial("tcp", h.addr("l"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := readAllTimeout(c, 3*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
+		dialClosed(t, h.addr("l"), "every attempt refused")
 		if rec := h.next(3 * time.Second); rec.Close != CloseDialFailed || !strings.Contains(rec.Err.Error(), "connect: connection refused (pool p, attempt 3/3)") {
 			t.Fatalf("record %+v", rec)
 		}

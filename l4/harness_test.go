@@ -239,6 +239,26 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// dialClosed connects to addr and expects the connection to end without a
+// byte (a refused or failed connection); what names it in the failure.
+func dialClosed(t *testing.T, addr, what string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectEOF(t, c, what)
+}
+
+// expectEOF fails unless c ends without a byte within 3 s.
+func expectEOF(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	if b, err := readAllTimeout(c, 3*time.Second); err != nil || len(b) != 0 {
+		t.Fatalf("%s: read %q, %v; want EOF", what, b, err)
+	}
+}
+
 // readAllTimeout reads until EOF within d.
 func readAllTimeout(c net.Conn, d time.Duration) ([]byte, error) {
 	_ = c.SetReadDeadline(time.Now().Add(d))

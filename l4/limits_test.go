@@ -59,9 +59,7 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if b, err := readAllTimeout(sixth, 3*time.Second); err != nil || len(b) != 0 {
-		t.Fatalf("sixth connection: %q, %v; want immediate close", b, err)
-	}
+	expectEOF(t, sixth, "sixth connection")
 	if time.Since(start) > time.Second {
 		t.Fatal("sixth connection was not closed at once")
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 func catchAll(pool string) config.Route { return config.Route{Name: "all", Pool: pool} }
@@ -167,12 +168,7 @@ func TestWeightedThreeToOne(t *testing.T) {
 // One of three backends refuses: every client is served, and after its
 // first failure the dead backend is never tried again.
 func TestRetryPastRefusingBackend(t *testing.T) {
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := l4test.Refusing(t, 1)[0]
 	a := startBackend(t, "", nameHandler("a"))
 	b := startBackend(t, "", nameHandler("b"))
 	h := startProxy(t, testConfig([]*config.Pool{testPool("p", a.addr(), deadAddr, b.addr())}, testListener("l", catchAll("p"))), nil)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // A reload that turns inspection on while the listener waits in accept4:
@@ -40,12 +41,7 @@ func TestRawAcceptThenReloadToInspection(t *testing.T) {
 // Connections accepted raw that end before the relay (no backend accepts,
 // over the limit) leave no descriptor or goroutine behind.
 func TestRawAcceptFailuresLeakNothing(t *testing.T) {
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close() // connection refused from now on
+	deadAddr := l4test.Refusing(t, 1)[0]
 	back := startBackend(t, "", echoHandler)
 	limited := testListener("limited", catchAll("echo"))
 	limited.MaxConnections = 1
@@ -62,14 +58,7 @@ func TestRawAcceptFailuresLeakNothing(t *testing.T) {
 	done := leakCheck(t)
 
 	for range 5 {
-		c, err := net.Dial("tcp", h.addr("dead"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err := readAllTimeout(c, 3*time.Second); err != nil || len(b) != 0 {
-			t.Fatalf("dial failure: read %q, %v; want EOF", b, err)
-		}
-		c.Close()
+		dialClosed(t, h.addr("dead"), "dial failure")
 		// The first refusal marks the only backend down.
 		rec := h.next(3 * time.Second)
 		if (rec.Close != CloseDialFailed && rec.Close != CloseNoBackend) || rec.Client.Addr().String() != "127.0.0.1" {
@@ -87,14 +76,7 @@ func TestRawAcceptFailuresLeakNothing(t *testing.T) {
 	if _, err := hold.Read(buf); err != nil {
 		t.Fatalf("first connection not served: %v", err)
 	}
-	over, err := net.Dial("tcp", h.addr("limited"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, err := readAllTimeout(over, 3*time.Second); err != nil || len(b) != 0 {
-		t.Fatalf("over the limit: read %q, %v; want EOF", b, err)
-	}
-	over.Close()
+	dialClosed(t, h.addr("limited"), "over the limit")
 	if rec := h.next(3 * time.Second); rec.Close != CloseLimit {
 		t.Fatalf("record %+v, want limit", rec)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // binDir holds l4edge and wsecho built once for the package's tests.
@@ -183,29 +186,17 @@ func (p *proc) accessLogs() []map[string]any {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return freePorts(t, 1)[0] }
 
-// freePorts returns n distinct free loopback ports. Separate freePort calls
-// can return the same port (the kernel may hand a just-closed one out
-// again) when nothing binds the first before the second is drawn.
+// freePorts returns n distinct free loopback ports (l4test.Refusing).
+// Separate freePort calls can return the same port (the kernel may hand a
+// just-closed one out again) when nothing binds the first before the
+// second is drawn.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close() // held until all are drawn: the ports differ
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	for i, a := range l4test.Refusing(t, n) {
+		ports[i] = int(netip.MustParseAddrPort(a).Port())
 	}
 	return ports
 }

@@ -1,5 +1,5 @@
-// Package l4test holds test peers shared by the tests of l4 and of the
-// l4edge binary. It is imported only from _test.go files.
+// Package l4test holds test peers shared by the tests of l4, balancer and
+// the l4edge binary. It is imported only from _test.go files.
 package l4test
 
 import (
@@ -42,4 +42,22 @@ func Blackhole(t testing.TB) string {
 	}
 	t.Skip("SKIPPED LOUDLY: could not fill a backlog-0 accept queue on this kernel")
 	return ""
+}
+
+// Refusing returns n distinct loopback addresses that refuse connections
+// and are free to listen on: each was listened on and closed. The
+// listeners are held until all are drawn, since the kernel may hand a
+// just-closed port out again.
+func Refusing(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+	}
+	return addrs
 }

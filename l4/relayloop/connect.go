@@ -33,18 +33,10 @@ type Connector interface {
 // owns both descriptors once StartConnecting succeeds; on an error the
 // caller still does.
 func (r *Relay) StartConnecting(f *Flow, clientFD, backendFD int, connectTimeout time.Duration, c Connector) error {
-	l := r.loops[int(r.next.Add(1))%len(r.loops)]
-	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, backendFD}, connectTimeout, c, -1
+	// The backend takes bytes only once connected (the EPOLLOUT that
+	// completes the connect says so).
 	f.connecting = true
-	// The client socket can take bytes at once; the backend only once
-	// connected (the EPOLLOUT that completes the connect says so).
-	f.dirs[1].writable = true
-	f.lastActive.Store(time.Now().UnixNano())
-	if err := l.add(f); err != nil {
-		f.loop = nil
-		return err
-	}
-	return nil
+	return r.start(f, clientFD, backendFD, connectTimeout, c)
 }
 
 // connectEvents are the backend events that end a connect in progress:

@@ -175,16 +175,19 @@ func (l *loop) run() {
 	events := make([]unix.EpollEvent, 256)
 	batch := make([]*Flow, 0, 256)
 	var ready []*Watch
-	lastSweep := time.Now()
+	// now is read once per batch, after it: the sweep, the next timeout
+	// and wait all use it.
+	now := time.Now()
+	lastSweep := now
 	for {
 		// The loop waits on a thread (and a P) of its own: see wait.
 		timeout := -1
 		if len(l.pending) > 0 {
 			timeout = 0
 		} else if l.hasIdleFlows() {
-			timeout = int(max(sweepEvery-time.Since(lastSweep), time.Millisecond) / time.Millisecond)
+			timeout = int(max(sweepEvery-now.Sub(lastSweep), time.Millisecond) / time.Millisecond)
 		}
-		n, err := l.wait(events, timeout)
+		n, err := l.wait(events, timeout, now)
 		if err != nil && err != unix.EINTR {
 			panic(fmt.Sprintf("relay: epoll_wait: %v", err)) // EBADF/EINVAL: a bug, not a condition
 		}
@@ -240,7 +243,7 @@ func (l *loop) run() {
 				l.finish(f, Forced, nil)
 			}
 		}
-		if now := time.Now(); now.Sub(lastSweep) >= sweepEvery {
+		if now = time.Now(); now.Sub(lastSweep) >= sweepEvery {
 			l.sweep(now)
 			lastSweep = now
 		}

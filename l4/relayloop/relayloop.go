@@ -65,8 +65,9 @@ type Relay struct {
 // New starts n event loops (at least 1).
 func New(n int) (*Relay, error) {
 	r := &Relay{}
-	for range max(n, 1) {
-		l, err := newLoop(max(n, 1))
+	n = max(n, 1)
+	for range n {
+		l, err := newLoop(n)
 		if err != nil {
 			r.Close()
 			return nil, err
@@ -128,19 +129,29 @@ func (r *Relay) StartFD(f *Flow, clientFD int, backend *net.TCPConn, idle time.D
 	if err != nil {
 		return fmt.Errorf("relay: take over backend socket: %w", err)
 	}
-	l := r.loops[int(r.next.Add(1))%len(r.loops)]
-	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, bfd}, idle, done, -1
 	// Both sockets are connected with empty send buffers: the first bytes
 	// can go out before the registration's EPOLLOUT is seen. A write that
 	// finds a buffer full waits for the next edge as usual.
-	f.dirs[0].writable, f.dirs[1].writable = true, true
-	f.lastActive.Store(time.Now().UnixNano())
-	if err := l.add(f); err != nil {
+	f.dirs[0].writable = true
+	if err := r.start(f, clientFD, bfd, idle, done); err != nil {
 		unix.Close(bfd)
-		f.loop = nil
 		return err // backend is still open: the caller can relay itself
 	}
 	backend.Close()
+	return nil
+}
+
+// start registers a new flow with the next loop: the part StartFD and
+// StartConnecting share. The client socket can take bytes at once.
+func (r *Relay) start(f *Flow, clientFD, backendFD int, idle time.Duration, done Done) error {
+	l := r.loops[int(r.next.Add(1))%len(r.loops)]
+	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, backendFD}, idle, done, -1
+	f.dirs[1].writable = true
+	f.lastActive.Store(time.Now().UnixNano())
+	if err := l.add(f); err != nil {
+		f.loop = nil
+		return err
+	}
 	return nil
 }
 

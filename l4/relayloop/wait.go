@@ -48,9 +48,8 @@ const (
 //     wait is bounded in case signals are off;
 //   - a loop with nothing to do for a whole bounded wait is quiet: it waits
 //     with plain system calls until an event comes.
-func (l *loop) wait(events []unix.EpollEvent, timeout int) (int, error) {
+func (l *loop) wait(events []unix.EpollEvent, timeout int, now time.Time) (int, error) {
 	l.waits.Add(1)
-	now := time.Now()
 	if now.Sub(l.checked) >= checkProcsEvery {
 		l.checkRawWait(now)
 	}
