@@ -43,7 +43,7 @@ func (p *Pool) Connected() { p.noteUp() }
 func (p *Pool) Failed(b *Backend, attempt int, err error) (de *DialError, retry bool) {
 	b.Release()
 	de = &DialError{Pool: p.Name, Address: b.Address, Attempt: attempt, Attempts: p.Attempts(), Err: err}
-	if localResourceError(err) {
+	if LocalResourceError(err) {
 		return de, false
 	}
 	b.ReportFailure(de)

@@ -214,9 +214,11 @@ func unwrapOpError(err error) error {
 	return err
 }
 
-// localResourceError reports whether a dial failed for lack of local
-// resources (descriptors, buffers, memory) rather than because of the backend.
-func localResourceError(err error) bool {
+// LocalResourceError reports whether a dial failed for lack of local
+// resources (descriptors, buffers, memory) rather than because of the
+// backend: another backend would fail the same way, and accepting more
+// connections only makes more such failures.
+func LocalResourceError(err error) bool {
 	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
 		if errors.Is(err, e) {
 			return true

@@ -98,6 +98,9 @@ func (c *conn) end(res relayResult) {
 		b.Release() // the slot Pool.Dial acquired
 	}
 	c.closeSockets()
+	if res.reason == CloseDialFailed && balancer.LocalResourceError(res.err) {
+		c.l.starved.Store(&res.err) // the accept loop backs off
+	}
 	if c.redialed {
 		srv.forgetTried(c)
 	}

@@ -41,6 +41,13 @@ type listener struct {
 	accepted atomic.Uint64
 	refused  atomic.Uint64 // closed at once by max_connections or per-IP limits
 	perIP    *ipLimiter
+	// starved is set by a connection whose backend socket could not be
+	// made for lack of local resources (descriptors, memory): serve backs
+	// off on it as on a failed accept. Out of descriptors, accept4 itself
+	// may still succeed, taking the last descriptor, while the backend
+	// socket cannot; accepting on would only close connection after
+	// connection as fast as clients open them.
+	starved atomic.Pointer[error]
 }
 
 // ListenerStats are one listener's counters for /status.
@@ -83,7 +90,9 @@ func (l *listener) serve() {
 		fd := -1
 		var sa syscall.Sockaddr
 		var err error
-		if l.rt.Load().rawAccept && l.srv.loops != nil {
+		if starved := l.starved.Swap(nil); starved != nil {
+			err = *starved
+		} else if l.rt.Load().rawAccept && l.srv.loops != nil {
 			fd, sa, err = l.acceptRaw()
 		} else {
 			c, err = l.ln.AcceptTCP()
@@ -106,13 +115,6 @@ func (l *listener) serve() {
 			time.Sleep(delay)
 			continue
 		}
-		if delay > 0 {
-			if logged {
-				l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
-				logged = false
-			}
-			delay = 0
-		}
 		l.accepted.Add(1)
 		l.srv.handlers.Add(1)
 		switch lr := l.rt.Load(); {
@@ -124,6 +126,15 @@ func (l *listener) serve() {
 			l.srv.serveAccepted(l, lr, fd, sa)
 		default:
 			go l.srv.handleRaw(l, fd, sa)
+		}
+		// A connection served inline has made its backend socket by now,
+		// so a recovery is only logged once that worked too.
+		if delay > 0 && l.starved.Load() == nil {
+			if logged {
+				l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
+				logged = false
+			}
+			delay = 0
 		}
 	}
 }

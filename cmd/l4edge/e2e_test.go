@@ -149,13 +149,22 @@ func TestDrainOnSIGTERM(t *testing.T) {
 }
 
 // Out of descriptors, the accept loop backs off instead of spinning, logs
-// once per interval, and recovers when descriptors free up.
+// once per interval, and recovers when descriptors free up. Two limits one
+// apart make both ways of running out happen whatever l4edge holds at
+// start: accept4 failing, and accept4 taking the last descriptor so that
+// the backend socket fails.
 func TestEMFILEBackoff(t *testing.T) {
+	for _, limit := range []int{48, 49} {
+		t.Run(fmt.Sprintf("ulimit-%d", limit), func(t *testing.T) { testEMFILEBackoff(t, limit) })
+	}
+}
+
+func testEMFILEBackoff(t *testing.T, limit int) {
 	back := startEcho(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := writeConfig(t, plainConfig(addr, back, ""))
 	// Go raises the soft limit to the hard one at start, so lower both.
-	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 48 && exec "$0" run -config "$1"`, filepath.Join(binDir, "l4edge"), cfg)
+	cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" run -config "$1"`, limit), filepath.Join(binDir, "l4edge"), cfg)
 	p := startCmd(t, cmd)
 	waitListening(t, addr, 10*time.Second)
 
