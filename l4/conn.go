@@ -99,7 +99,8 @@ func (c *conn) end(res relayResult) {
 	}
 	c.closeSockets()
 	if res.reason == CloseDialFailed && balancer.LocalResourceError(res.err) {
-		c.l.starved.Store(&res.err) // the accept loop backs off
+		cause := res.err          // a copy, so that only this path allocates
+		c.l.starved.Store(&cause) // the accept loop backs off
 	}
 	if c.redialed {
 		srv.forgetTried(c)
