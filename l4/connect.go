@@ -26,7 +26,7 @@ func (s *Server) connectInLoop(c *conn, r *route, fd int) (res relayResult, hand
 	c.backendRef.Store(b) // not final until Connected sets routed
 	bfd, err := balancer.StartConnect(b)
 	if err != nil {
-		if bfd, err = c.redial(err); err != nil {
+		if bfd, err = c.ConnectFailed(err); err != nil {
 			return dialFailure(err), false
 		}
 	}
@@ -67,17 +67,14 @@ func (c *conn) Connected(clientFD, backendFD int) (time.Duration, error) {
 	return r.pool.Config.IdleTimeout, nil
 }
 
-// ConnectFailed is told by the event loop that the connect failed or timed
-// out: the next attempt begins, or the connection ends.
-func (c *conn) ConnectFailed(cause error) (int, error) { return c.redial(cause) }
-
-// redial records the failure of the current attempt (a passive failure of
-// its backend) and begins a nonblocking connect to the next backend the
-// pool picks, up to connect_attempts, as Pool.Dial does in one call. It
-// returns the new socket, or the error that ends the connection. It runs
-// in the accepting goroutine for a connect that failed at once, and in the
-// event loop's afterwards, never in both at a time.
-func (c *conn) redial(cause error) (int, error) {
+// ConnectFailed records the failure of the current attempt (a passive
+// failure of its backend) and begins a nonblocking connect to the next
+// backend the pool picks, up to connect_attempts, as Pool.Dial does in one
+// call. It returns the new socket, or the error that ends the connection.
+// The event loop calls it when a connect failed or timed out; connectInLoop
+// calls it for a connect that failed at once. It runs in one of the two at
+// a time.
+func (c *conn) ConnectFailed(cause error) (int, error) {
 	s := c.l.srv
 	pool := c.route.pool
 	tried := s.triedBackends(c)
@@ -107,7 +104,7 @@ func (c *conn) redial(cause error) (int, error) {
 }
 
 // triedBackends returns the backends a connection has tried so far, as
-// redial recorded them (none before its first failure).
+// ConnectFailed recorded them (none before its first failure).
 func (s *Server) triedBackends(c *conn) []*balancer.Backend {
 	s.triedMu.Lock()
 	defer s.triedMu.Unlock()
@@ -120,7 +117,7 @@ func (s *Server) setTried(c *conn, tried []*balancer.Backend) {
 	s.triedMu.Unlock()
 }
 
-// forgetTried drops what redial recorded once the connect is over.
+// forgetTried drops what ConnectFailed recorded once the connect is over.
 func (s *Server) forgetTried(c *conn) {
 	s.triedMu.Lock()
 	delete(s.tried, c)

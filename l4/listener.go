@@ -77,8 +77,10 @@ func (l *listener) close() {
 }
 
 // serve accepts until the listener is closed. A failing accept (out of
-// descriptors, out of memory) backs off instead of spinning, and is logged
-// once per interval with a count of what was suppressed.
+// descriptors, out of memory), or a connection that could not get its
+// backend socket for the same reason (starved), backs off instead of
+// spinning, and is logged once per interval with a count of what was
+// suppressed.
 func (l *listener) serve() {
 	defer l.srv.accepters.Done()
 	var delay time.Duration

@@ -154,12 +154,18 @@ func TestDrainOnSIGTERM(t *testing.T) {
 // start: accept4 failing, and accept4 taking the last descriptor so that
 // the backend socket fails.
 func TestEMFILEBackoff(t *testing.T) {
+	causes := map[string]bool{}
 	for _, limit := range []int{48, 49} {
-		t.Run(fmt.Sprintf("ulimit-%d", limit), func(t *testing.T) { testEMFILEBackoff(t, limit) })
+		t.Run(fmt.Sprintf("ulimit-%d", limit), func(t *testing.T) { causes[testEMFILEBackoff(t, limit)] = true })
+	}
+	if !t.Failed() && (!causes["accept4"] || !causes["socket"]) {
+		t.Fatalf("back-off causes seen %v; want both accept4 and the backend socket", causes)
 	}
 }
 
-func testEMFILEBackoff(t *testing.T, limit int) {
+// testEMFILEBackoff runs l4edge under a descriptor limit and returns what
+// ran out first: "accept4" or the backend "socket".
+func testEMFILEBackoff(t *testing.T, limit int) string {
 	back := startEcho(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := writeConfig(t, plainConfig(addr, back, ""))
@@ -182,7 +188,16 @@ func testEMFILEBackoff(t *testing.T, limit int) {
 		}
 		held = append(held, c)
 	}
-	p.waitLog(10*time.Second, "accept failed")
+	failed := p.waitLog(10*time.Second, "accept failed")
+	cause := ""
+	switch {
+	case strings.Contains(failed, "accept4: too many open files"):
+		cause = "accept4"
+	case strings.Contains(failed, "socket: too many open files"):
+		cause = "socket"
+	default:
+		t.Fatalf("accept back-off for an unexpected cause: %s", failed)
+	}
 	time.Sleep(time.Second)
 	if n := p.countLog("accept failed"); n > 1 {
 		t.Fatalf("%d accept-failure lines within a second: the log is flooded", n)
@@ -202,6 +217,7 @@ func testEMFILEBackoff(t *testing.T, limit int) {
 	if n := p.countLog("backend state changed"); n != 0 {
 		t.Fatalf("running out of local descriptors marked the backend down (%d state changes)", n)
 	}
+	return cause
 }
 
 // childCPU reads a process's user+system CPU time from /proc.

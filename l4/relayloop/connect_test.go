@@ -89,9 +89,7 @@ func clientFD(t testing.TB, ln *net.TCPListener) (int, *net.TCPConn) {
 func TestConnectingRetriesThenRelays(t *testing.T) {
 	r := newRelay(t)
 	front, back := listen(t), listen(t)
-	refused := listen(t)
-	refusedAddr := refused.Addr().String()
-	refused.Close()
+	refusedAddr := l4test.Refusing(t, 1)[0]
 	cfd, client := clientFD(t, front)
 	if _, err := client.Write([]byte("early ")); err != nil {
 		t.Fatal(err)
