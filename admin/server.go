@@ -196,6 +196,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	type pool struct {
 		Name     string          `json:"name"`
 		Policy   string          `json:"policy"`
+		Panic    bool            `json:"panic"` // no backend healthy: the passively failed are tried anyway
 		Backends []BackendStatus `json:"backends"`
 	}
 	type cert struct {
@@ -240,7 +241,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		p := pool{Name: n, Policy: pools[n].Config.Policy}
+		p := pool{Name: n, Policy: pools[n].Config.Policy, Panic: pools[n].InPanic()}
 		for _, b := range pools[n].Backends() {
 			bs := backendStatus(b.Snapshot())
 			bs.BytesToBackend, bs.BytesToClient = s.metrics.BackendBytes(open, n, b.Address)

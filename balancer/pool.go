@@ -48,8 +48,10 @@ type Pool struct {
 	policy   policy
 	state    *poolState
 	log      *zap.Logger
-	allDown  atomic.Bool
-	literal  bool // every backend address is an IP literal (CanStartConnect)
+	allDown  atomic.Bool // "no healthy backend" or panic was logged; the next healthy pick logs the end
+	// panicLogged is when "pool in panic" was last logged (unix nanos).
+	panicLogged atomic.Int64
+	literal     bool // every backend address is an IP literal (CanStartConnect)
 }
 
 // Options are the hooks a pool reports to.

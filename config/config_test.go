@@ -142,7 +142,7 @@ func TestDefaults(t *testing.T) {
 		"policy":           {p.Policy, "round_robin"},
 		"connect_timeout":  {p.ConnectTimeout, 3 * time.Second},
 		"connect_attempts": {p.ConnectAttempts, 3},
-		"passive_fall":     {p.PassiveFall, 1},
+		"passive_fall":     {p.PassiveFall, 3},
 		"cooldown":         {p.PassiveCooldown, 10 * time.Second},
 		"idle":             {p.IdleTimeout, time.Duration(0)},
 		"weight":           {p.Backends[0].Weight, 1},

@@ -242,7 +242,10 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 	l.free = append(l.free, f.id)
 	l.mu.Unlock()
 
-	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err}
+	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err, BackendAcked: -1}
+	if reason == BackendClosed && res.ToClient == 0 {
+		res.BackendAcked = AckedBytes(f.fds[1]) // still open until after the batch
+	}
 	if p := f.forced.Load(); p != nil {
 		res.Reason, res.Forced = Forced, *p
 	}
