@@ -8,7 +8,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 8s
 # Debian packages the tests drive as real peers.
-DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server
+DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server iperf3
 
 export GOTOOLCHAIN := local
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -46,13 +45,11 @@ type Server struct {
 	ln      net.Listener
 }
 
-// NewServer checks the admin address: a non-loopback address needs
-// allow_remote, and is then logged as a warning.
+// NewServer prepares the admin API on cfg.Listen, which validation has
+// checked (config.IsLoopback); a non-loopback address is logged as a
+// warning.
 func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Server, error) {
-	if !isLoopback(cfg.Listen) {
-		if !cfg.AllowRemote {
-			return nil, fmt.Errorf("admin.listen: %q is not a loopback address; set admin.allow_remote: true to expose the admin API", cfg.Listen)
-		}
+	if !config.IsLoopback(cfg.Listen) {
 		log.Warn("admin API exposed beyond loopback", zap.String("address", cfg.Listen))
 	}
 	s := &Server{addr: cfg.Listen, src: src, metrics: m, log: log}
@@ -66,18 +63,6 @@ func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Ser
 	mux.HandleFunc("POST /reload", s.reload)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	return s, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }
 
 // Start binds the admin address and serves in the background.

@@ -215,3 +215,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The admin API's default reach: loopback addresses and localhost only.
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9901": true, "127.0.0.2:9901": true, "[::1]:9901": true, "localhost:9901": true,
+		"0.0.0.0:9901": false, "[::]:9901": false, ":9901": false, "10.0.0.1:9901": false, "example.com:9901": false, "nonsense": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
