@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4/l4test"
 )

@@ -147,4 +147,3 @@ func addresses(bs []*Backend) []string {
 	}
 	return out
 }
-
