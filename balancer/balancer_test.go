@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
@@ -148,7 +151,8 @@ func TestPassiveCooldown(t *testing.T) {
 	addr := l4test.Refusing(t, 1)[0]
 	cfg := poolOf(config.PolicyRoundRobin, addr)
 	cfg.PassiveCooldown = 200 * time.Millisecond
-	p := mustPool(t, cfg, Options{})
+	core, logs := observer.New(zap.InfoLevel)
+	p := mustPool(t, cfg, Options{Log: zap.New(core)})
 	if _, _, err := p.Dial(context.Background(), netip.Addr{}); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
@@ -167,12 +171,15 @@ func TestPassiveCooldown(t *testing.T) {
 	}
 	c.Close()
 	got.Release()
-	if b.State() != Unhealthy {
-		t.Fatal("a connect alone brought the backend back; only a connection that moved bytes should")
+	if b.State() != Unhealthy || logs.FilterMessage("pool has a healthy backend again").Len() != 0 {
+		t.Fatal("a connect alone brought the backend (or the pool) back; only a connection that moved bytes should")
 	}
 	got.ReportSuccess()
 	if b.State() != Healthy || p.InPanic() {
 		t.Fatalf("after a working connection: state %s, panic %v", b.State(), p.InPanic())
+	}
+	if n := logs.FilterMessage("pool has a healthy backend again").Len(); n != 1 {
+		t.Fatalf("%d 'pool has a healthy backend again' lines once it is back; want 1", n)
 	}
 	b.ReportFailure(errors.New("refused"))
 	time.Sleep(250 * time.Millisecond)

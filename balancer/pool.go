@@ -239,9 +239,10 @@ func (p *Pool) noteAllDown(tried []*Backend) {
 	}
 }
 
-// noteUp logs the end of a "no healthy backend" period once.
+// noteUp logs the end of a "no healthy backend" or panic period once: a
+// connect that worked in panic is not the end of it.
 func (p *Pool) noteUp() {
-	if p.allDown.Load() && p.allDown.CompareAndSwap(true, false) {
+	if p.allDown.Load() && !p.InPanic() && p.allDown.CompareAndSwap(true, false) {
 		p.log.Info("pool has a healthy backend again")
 	}
 }

@@ -197,6 +197,10 @@ func TestRefusingBackendOutAfterThreeThenBack(t *testing.T) {
 	if inPanic, st := poolStatus(t, admin, "p"); inPanic || st[backend] != "healthy" {
 		t.Fatalf("after a served connection: backend %s, panic %v; want healthy, no panic", st[backend], inPanic)
 	}
+	l4.waitLog(time.Second, `"pool has a healthy backend again"`)
+	if n := l4.countLog(`"pool has a healthy backend again"`); n != 1 {
+		t.Fatalf("%d 'pool has a healthy backend again' lines; want 1, when the backend came back", n)
+	}
 	if n := l4.countLog(`"pool in panic"`); n != 1 {
 		t.Fatalf("%d 'pool in panic' lines; want 1 (once per 10 s)", n)
 	}
