@@ -237,6 +237,7 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 	if f.idle > 0 {
 		l.idleN.Add(-1)
 	}
+	l.timers.cancel(f)
 	l.mu.Lock()
 	l.flows[f.id] = nil
 	l.free = append(l.free, f.id)
