@@ -68,7 +68,7 @@ type loop struct {
 	bigN    int // big pipes open, free or in use
 	pending []*Flow
 	toClose []int
-	timers  timers // deadlines of flows with a timeout
+	timers  timers      // deadlines of flows with a timeout
 	spawned bool        // goroutines were started since the last wait (see wait)
 	loops   int         // loops in this Relay
 	rawWait atomic.Bool // wait keeps the P (see wait)
