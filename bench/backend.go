@@ -17,16 +17,25 @@ import (
 	"go.uber.org/zap"
 )
 
-// backendAddrs are the four services of the backend process, or the four
+// backendAddrs are the six services of the backend process, or the six
 // listeners of a proxy in front of them.
 type backendAddrs struct {
-	// Echo echoes every byte; Source writes zeros until the peer goes away.
+	// Echo echoes every byte; Source writes zeros until the peer goes away
+	// (download); Sink reads and discards until the peer goes away (upload).
 	Echo   string `json:"echo"`
 	Source string `json:"source"`
-	// TLSEcho and TLSSource are the same over TLS (the direct reference
-	// for the TLS scenarios; proxies terminate TLS and use the plain ones).
+	Sink   string `json:"sink"`
+	// TLSEcho, TLSSource and TLSSink are the same over TLS (the direct
+	// reference for the TLS scenarios; proxies terminate TLS and use the
+	// plain ones).
 	TLSEcho   string `json:"tls_echo"`
 	TLSSource string `json:"tls_source"`
+	TLSSink   string `json:"tls_sink"`
+}
+
+// all lists the addresses in a fixed order.
+func (a backendAddrs) all() []string {
+	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink}
 }
 
 // backendMain is the `backend` subcommand: it serves until its standard
@@ -55,8 +64,10 @@ func backendMain(args []string, log *zap.Logger) int {
 	}{
 		{&addrs.Echo, echoConn},
 		{&addrs.Source, sourceConn},
+		{&addrs.Sink, sinkConn},
 		{&addrs.TLSEcho, tlsHandler(tlsCfg, echoConn)},
 		{&addrs.TLSSource, tlsHandler(tlsCfg, sourceConn)},
+		{&addrs.TLSSink, tlsHandler(tlsCfg, sinkConn)},
 	}
 	for _, s := range services {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -135,6 +146,12 @@ func sourceConn(c net.Conn) {
 			return
 		}
 	}
+}
+
+// sinkConn reads and discards everything until the peer closes.
+func sinkConn(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
 }
 
 // backendProc is the running backend process.

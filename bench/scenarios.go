@@ -68,12 +68,14 @@ var (
 		{key: "rate", label: "conns/s", higher: true},
 		{key: "p50", label: "p50 µs"},
 		{key: "p99", label: "p99 µs"},
+		{key: "p999", label: "p99.9 µs"},
 		{key: "cpu_per_op", label: "proxy CPU µs/conn", proxyOnly: true, prec: 1},
 	}
 	pingMetrics = []metric{
 		{key: "rate", label: "round trips/s", higher: true},
 		{key: "p50", label: "p50 µs"},
 		{key: "p99", label: "p99 µs"},
+		{key: "p999", label: "p99.9 µs"},
 	}
 	idleMetrics = []metric{
 		{key: "rss_per_conn", label: "proxy RSS bytes/conn", proxyOnly: true},
@@ -84,6 +86,7 @@ var (
 		{key: "rate", label: "handshakes/s", higher: true},
 		{key: "p50", label: "handshake p50 µs"},
 		{key: "p99", label: "handshake p99 µs"},
+		{key: "p999", label: "handshake p99.9 µs"},
 		{key: "cpu_per_op", label: "proxy CPU ms/handshake", proxyOnly: true, prec: 3},
 	}
 )
@@ -115,16 +118,20 @@ type scenario struct {
 func scenarios(p params) []scenario {
 	secs := func(d time.Duration) string { return fmt.Sprintf("%gs", d.Seconds()) }
 	return []scenario{
-		{"bulk-1", "bulk, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false)},
-		{"bulk-8", "bulk, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false)},
+		{"bulk-1", "download, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false, false)},
+		{"bulk-8", "download, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, false)},
+		{"upload-1", "upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false, true)},
+		{"upload-8", "upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, true)},
 		{"connrate", fmt.Sprintf("connect+64B echo+close, %d workers, %s", p.rateWorkers, secs(p.rate)), rateMetrics, runConnRate},
 		{"pingpong-1", "ping-pong 64B, 1 conn, " + secs(p.ping), pingMetrics, pingRunner(1)},
 		{"pingpong-32", fmt.Sprintf("ping-pong 64B, %d conns, %s", p.pingWorkers, secs(p.ping)), pingMetrics, pingRunner(p.pingWorkers)},
 		{"idle", fmt.Sprintf("idle, %d conns", p.idle), idleMetrics, idleRunner(p.idle, false)},
 		{"idle-large", fmt.Sprintf("idle, %d conns", p.idleLarge), idleMetrics, idleRunner(p.idleLarge, false)},
 		{"tls-handshake", fmt.Sprintf("TLS 1.3 full handshake+echo, %d workers, %s", p.hsWorkers, secs(p.handshake)), handshakeMetrics, runHandshakes},
-		{"tls-bulk-1", "TLS bulk, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true)},
-		{"tls-bulk-8", "TLS bulk, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true)},
+		{"tls-bulk-1", "TLS download, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true, false)},
+		{"tls-bulk-8", "TLS download, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, false)},
+		{"tls-upload-1", "TLS upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true, true)},
+		{"tls-upload-8", "TLS upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, true)},
 		{"tls-idle", fmt.Sprintf("TLS idle, %d conns", p.tlsIdle), idleMetrics, idleRunner(p.tlsIdle, true)},
 	}
 }
