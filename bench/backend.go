@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"time"
@@ -31,11 +32,17 @@ type backendAddrs struct {
 	TLSEcho   string `json:"tls_echo"`
 	TLSSource string `json:"tls_source"`
 	TLSSink   string `json:"tls_sink"`
+	// WS is a WebSocket echo over plain HTTP; WSS the same over TLS (for
+	// the backend, the direct reference). A proxy terminates TLS on WSS
+	// and forwards to WS, and passes WSSPass through to the backend's WSS.
+	WS      string `json:"ws"`
+	WSS     string `json:"wss"`
+	WSSPass string `json:"wss_pass"`
 }
 
 // all lists the addresses in a fixed order.
 func (a backendAddrs) all() []string {
-	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink}
+	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink, a.WS, a.WSS, a.WSSPass}
 }
 
 // backendMain is the `backend` subcommand: it serves until its standard
@@ -79,6 +86,24 @@ func backendMain(args []string, log *zap.Logger) int {
 		*s.dst = ln.Addr().String()
 		go acceptLoop(ln, s.handler, log)
 	}
+	for _, s := range []struct {
+		dst *string
+		tls bool
+	}{{&addrs.WS, false}, {&addrs.WSS, true}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Error("backend: listen on 127.0.0.1:0", zap.Error(err))
+			return exitFatal
+		}
+		defer ln.Close()
+		*s.dst = ln.Addr().String()
+		if s.tls {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(wsEcho), ReadHeaderTimeout: opTimeout}
+		go func() { _ = srv.Serve(ln) }()
+	}
+	addrs.WSSPass = addrs.WSS
 	if err := json.NewEncoder(os.Stdout).Encode(addrs); err != nil {
 		log.Error("backend: announce addresses", zap.Error(err))
 		return exitFatal

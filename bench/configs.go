@@ -8,7 +8,7 @@ import (
 )
 
 // proxyConf is what every proxy configuration is rendered from: the same
-// six listeners in front of the same six backend services, no logging of
+// listeners in front of the same backend services, no logging of
 // connections, no health checks, and idle timeouts of 1 h as operators set
 // them (idle connections stay; l4edge-noidle runs without one, so that the
 // timeout's cost is a figure of its own).
@@ -61,7 +61,25 @@ listeners:
       - name: all
         pool: sink
         tls: {mode: terminate, cert: files, cert_file: {{.Certs.Cert}}, key_file: {{.Certs.Key}}}
+  - name: ws
+    listen: {{.Listen.WS}}
+    routes: [{name: all, pool: ws}]
+  - name: wss
+    listen: {{.Listen.WSS}}
+    routes:
+      - name: all
+        pool: ws
+        tls: {mode: terminate, cert: files, cert_file: {{.Certs.Cert}}, key_file: {{.Certs.Key}}}
+  - name: wss-pass
+    listen: {{.Listen.WSSPass}}
+    routes: [{name: all, pool: wss}]
 pools:
+  ws:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.WS}}}]
+  wss:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.WSS}}}]
   echo:
     idle_timeout: {{.IdleTimeout}}
     backends: [{address: {{.Backend.Echo}}}]
@@ -108,6 +126,15 @@ frontend tls_source
 frontend tls_sink
     bind {{.Listen.TLSSink}} ssl crt {{.Certs.Combined}}
     default_backend sink
+frontend ws
+    bind {{.Listen.WS}}
+    default_backend ws
+frontend wss
+    bind {{.Listen.WSS}} ssl crt {{.Certs.Combined}}
+    default_backend ws
+frontend wss_pass
+    bind {{.Listen.WSSPass}}
+    default_backend wss
 
 backend echo
     server s1 {{.Backend.Echo}}
@@ -115,6 +142,10 @@ backend source
     server s1 {{.Backend.Source}}
 backend sink
     server s1 {{.Backend.Sink}}
+backend ws
+    server s1 {{.Backend.WS}}
+backend wss
+    server s1 {{.Backend.WSS}}
 `
 
 // nginxConf: stream module, two workers, each allowed enough connections
@@ -166,6 +197,20 @@ stream {
         ssl_certificate {{.Certs.Cert}};
         ssl_certificate_key {{.Certs.Key}};
         proxy_pass {{.Backend.Sink}};
+    }
+    server {
+        listen {{.Listen.WS}};
+        proxy_pass {{.Backend.WS}};
+    }
+    server {
+        listen {{.Listen.WSS}} ssl;
+        ssl_certificate {{.Certs.Cert}};
+        ssl_certificate_key {{.Certs.Key}};
+        proxy_pass {{.Backend.WS}};
+    }
+    server {
+        listen {{.Listen.WSSPass}};
+        proxy_pass {{.Backend.WSS}};
     }
 }
 `

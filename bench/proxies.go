@@ -131,7 +131,7 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 	return lt, nil
 }
 
-// freeAddrs reserves six distinct loopback ports (they are released just
+// freeAddrs reserves distinct loopback ports (they are released just
 // before the proxy binds them).
 func freeAddrs() (backendAddrs, error) {
 	var lns []net.Listener
@@ -140,7 +140,7 @@ func freeAddrs() (backendAddrs, error) {
 			_ = ln.Close()
 		}
 	}()
-	for range 6 {
+	for range len(backendAddrs{}.all()) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return backendAddrs{}, fmt.Errorf("reserve a loopback port: %w", err)
@@ -148,7 +148,7 @@ func freeAddrs() (backendAddrs, error) {
 		lns = append(lns, ln)
 	}
 	a := func(i int) string { return lns[i].Addr().String() }
-	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5)}, nil
+	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5), WS: a(6), WSS: a(7), WSSPass: a(8)}, nil
 }
 
 // waitListening polls until every address accepts a TCP connection, the

@@ -20,6 +20,9 @@ type params struct {
 	settle, open time.Duration
 	// runs is how many times each cell is measured.
 	runs int
+	// wssConns WebSockets exchange a message a second for wssTime.
+	wssConns int
+	wssTime  time.Duration
 }
 
 // fullParams are the figures of issue 7.
@@ -29,7 +32,8 @@ func fullParams() params {
 		idle: 3000, idleLarge: 9000, tlsIdle: 3000,
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: time.Second, open: 90 * time.Second,
-		runs: 2,
+		runs:     2,
+		wssConns: 8000, wssTime: 30 * time.Second,
 	}
 }
 
@@ -41,7 +45,8 @@ func smokeParams() params {
 		idle: 200, idleLarge: 400, tlsIdle: 200,
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: 100 * time.Millisecond, open: 20 * time.Second,
-		runs: 1,
+		runs:     1,
+		wssConns: 50, wssTime: 2 * time.Second,
 	}
 }
 
@@ -133,6 +138,8 @@ func scenarios(p params) []scenario {
 		{"tls-upload-1", "TLS upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true, true)},
 		{"tls-upload-8", "TLS upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, true)},
 		{"tls-idle", fmt.Sprintf("TLS idle, %d conns", p.tlsIdle), idleMetrics, idleRunner(p.tlsIdle, true)},
+		{"wss", fmt.Sprintf("wss, %d WebSockets, 64 B each way every second, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(false)},
+		{"wss-passthrough", fmt.Sprintf("wss through passthrough (TLS at the backend), %d WebSockets, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(true)},
 	}
 }
 
