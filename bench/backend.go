@@ -38,11 +38,13 @@ type backendAddrs struct {
 	WS      string `json:"ws"`
 	WSS     string `json:"wss"`
 	WSSPass string `json:"wss_pass"`
+	// Iperf is an iperf3 server (see startIperfServer).
+	Iperf string `json:"iperf"`
 }
 
 // all lists the addresses in a fixed order.
 func (a backendAddrs) all() []string {
-	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink, a.WS, a.WSS, a.WSSPass}
+	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink, a.WS, a.WSS, a.WSSPass, a.Iperf}
 }
 
 // backendMain is the `backend` subcommand: it serves until its standard
@@ -104,6 +106,13 @@ func backendMain(args []string, log *zap.Logger) int {
 		go func() { _ = srv.Serve(ln) }()
 	}
 	addrs.WSSPass = addrs.WSS
+	iperf, stopIperf, err := startIperfServer()
+	if err != nil {
+		log.Error("backend: iperf3 server", zap.Error(err))
+		return exitFatal
+	}
+	defer stopIperf()
+	addrs.Iperf = iperf
 	if err := json.NewEncoder(os.Stdout).Encode(addrs); err != nil {
 		log.Error("backend: announce addresses", zap.Error(err))
 		return exitFatal

@@ -73,7 +73,13 @@ listeners:
   - name: wss-pass
     listen: {{.Listen.WSSPass}}
     routes: [{name: all, pool: wss}]
+  - name: iperf
+    listen: {{.Listen.Iperf}}
+    routes: [{name: all, pool: iperf}]
 pools:
+  iperf:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.Iperf}}}]
   ws:
     idle_timeout: {{.IdleTimeout}}
     backends: [{address: {{.Backend.WS}}}]
@@ -135,6 +141,9 @@ frontend wss
 frontend wss_pass
     bind {{.Listen.WSSPass}}
     default_backend wss
+frontend iperf
+    bind {{.Listen.Iperf}}
+    default_backend iperf
 
 backend echo
     server s1 {{.Backend.Echo}}
@@ -146,6 +155,8 @@ backend ws
     server s1 {{.Backend.WS}}
 backend wss
     server s1 {{.Backend.WSS}}
+backend iperf
+    server s1 {{.Backend.Iperf}}
 `
 
 // nginxConf: stream module, two workers, each allowed enough connections
@@ -211,6 +222,10 @@ stream {
     server {
         listen {{.Listen.WSSPass}};
         proxy_pass {{.Backend.WSS}};
+    }
+    server {
+        listen {{.Listen.Iperf}};
+        proxy_pass {{.Backend.Iperf}};
     }
 }
 `

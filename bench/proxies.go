@@ -148,7 +148,7 @@ func freeAddrs() (backendAddrs, error) {
 		lns = append(lns, ln)
 	}
 	a := func(i int) string { return lns[i].Addr().String() }
-	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5), WS: a(6), WSS: a(7), WSSPass: a(8)}, nil
+	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5), WS: a(6), WSS: a(7), WSSPass: a(8), Iperf: a(9)}, nil
 }
 
 // waitListening polls until every address accepts a TCP connection, the

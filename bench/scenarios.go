@@ -25,14 +25,14 @@ type params struct {
 	wssTime  time.Duration
 }
 
-// fullParams are the figures of issue 7.
+// fullParams are the figures make bench measures.
 func fullParams() params {
 	return params{
 		bulk: 5 * time.Second, rate: 10 * time.Second, ping: 5 * time.Second, handshake: 5 * time.Second,
 		idle: 3000, idleLarge: 9000, tlsIdle: 3000,
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: time.Second, open: 90 * time.Second,
-		runs:     2,
+		runs:     3,
 		wssConns: 8000, wssTime: 30 * time.Second,
 	}
 }
@@ -127,6 +127,10 @@ func scenarios(p params) []scenario {
 		{"bulk-8", "download, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, false)},
 		{"upload-1", "upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false, true)},
 		{"upload-8", "upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, true)},
+		{"iperf3-up-1", "iperf3 upload, 1 stream, " + secs(p.bulk), bulkMetrics, iperfRunner(1, false)},
+		{"iperf3-up-8", "iperf3 upload, 8 streams, " + secs(p.bulk), bulkMetrics, iperfRunner(8, false)},
+		{"iperf3-down-1", "iperf3 -R download, 1 stream, " + secs(p.bulk), bulkMetrics, iperfRunner(1, true)},
+		{"iperf3-down-8", "iperf3 -R download, 8 streams, " + secs(p.bulk), bulkMetrics, iperfRunner(8, true)},
 		{"connrate", fmt.Sprintf("connect+64B echo+close, %d workers, %s", p.rateWorkers, secs(p.rate)), rateMetrics, runConnRate},
 		{"pingpong-1", "ping-pong 64B, 1 conn, " + secs(p.ping), pingMetrics, pingRunner(1)},
 		{"pingpong-32", fmt.Sprintf("ping-pong 64B, %d conns, %s", p.pingWorkers, secs(p.ping)), pingMetrics, pingRunner(p.pingWorkers)},
@@ -141,6 +145,15 @@ func scenarios(p params) []scenario {
 		{"wss", fmt.Sprintf("wss, %d WebSockets, 64 B each way every second, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(false)},
 		{"wss-passthrough", fmt.Sprintf("wss through passthrough (TLS at the backend), %d WebSockets, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(true)},
 	}
+}
+
+// scenarioNames lists every scenario's name in table order.
+func scenarioNames() []string {
+	var out []string
+	for _, s := range scenarios(smokeParams()) {
+		out = append(out, s.name)
+	}
+	return out
 }
 
 // selectScenarios returns the scenarios named in the comma-separated list
