@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"time"
@@ -88,24 +87,13 @@ func backendMain(args []string, log *zap.Logger) int {
 		*s.dst = ln.Addr().String()
 		go acceptLoop(ln, s.handler, log)
 	}
-	for _, s := range []struct {
-		dst *string
-		tls bool
-	}{{&addrs.WS, false}, {&addrs.WSS, true}} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Error("backend: listen on 127.0.0.1:0", zap.Error(err))
-			return exitFatal
-		}
-		defer ln.Close()
-		*s.dst = ln.Addr().String()
-		if s.tls {
-			ln = tls.NewListener(ln, tlsCfg)
-		}
-		srv := &http.Server{Handler: http.HandlerFunc(wsEcho), ReadHeaderTimeout: opTimeout}
-		go func() { _ = srv.Serve(ln) }()
+	ws, err := startWSServices(tlsCfg)
+	if err != nil {
+		log.Error("backend: WebSocket services", zap.Error(err))
+		return exitFatal
 	}
-	addrs.WSSPass = addrs.WSS
+	defer ws.close()
+	addrs.WS, addrs.WSS, addrs.WSSPass = ws.addr[0], ws.addr[1], ws.addr[1]
 	iperf, stopIperf, err := startIperfServer()
 	if err != nil {
 		log.Error("backend: iperf3 server", zap.Error(err))
@@ -117,7 +105,16 @@ func backendMain(args []string, log *zap.Logger) int {
 		log.Error("backend: announce addresses", zap.Error(err))
 		return exitFatal
 	}
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// Commands on standard input, one a line, until it closes.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == restartWSCommand {
+			if err := ws.restart(wsDowntime); err != nil {
+				log.Error("backend: restart WebSocket services", zap.Error(err))
+				return exitFatal
+			}
+		}
+	}
 	return exitOK
 }
 
@@ -232,6 +229,13 @@ func startBackend(self string, cf certFiles) (*backendProc, error) {
 		return nil, fmt.Errorf("start backend: %v; its output: %s", err, p.tail.String())
 	}
 	return b, nil
+}
+
+// restartWS has the backend drop every WebSocket and stop listening for
+// them for wsDowntime, as a restarted backend would.
+func (b *backendProc) restartWS() error {
+	_, err := io.WriteString(b.stdin, restartWSCommand+"\n")
+	return err
 }
 
 // stop closes the backend's standard input and waits for it to exit.

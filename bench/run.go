@@ -73,7 +73,8 @@ func run(ctx context.Context, log *zap.Logger, o options, p params, scens []scen
 	log.Info("backend ready", zap.Int("pid", backend.p.pid()), zap.Any("addresses", backend.addrs))
 
 	st := &starter{dir: dir, tools: tl, backend: backend.addrs, certs: certs}
-	env := &scenarioEnv{p: p, tlsCfg: clientTLSConfig(certs.Pool)}
+	tlsCfg := clientTLSConfig(certs.Pool)
+	env := &scenarioEnv{p: p, tlsCfg: tlsCfg, wsClient: wsClient(tlsCfg), restartWS: backend.restartWS}
 	res := newResults(targets, scens)
 	shown := map[string]bool{} // targets whose output was logged once
 	for _, s := range scens {

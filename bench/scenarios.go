@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -23,6 +24,8 @@ type params struct {
 	// wssConns WebSockets exchange a message a second for wssTime.
 	wssConns int
 	wssTime  time.Duration
+	// stormConns WebSockets reconnect at once after their backend restarts.
+	stormConns int
 }
 
 // fullParams are the figures make bench measures.
@@ -33,7 +36,7 @@ func fullParams() params {
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: time.Second, open: 90 * time.Second,
 		runs:     3,
-		wssConns: 8000, wssTime: 30 * time.Second,
+		wssConns: 8000, wssTime: 30 * time.Second, stormConns: 5000,
 	}
 }
 
@@ -46,7 +49,7 @@ func smokeParams() params {
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: 100 * time.Millisecond, open: 20 * time.Second,
 		runs:     1,
-		wssConns: 50, wssTime: 2 * time.Second,
+		wssConns: 50, wssTime: 2 * time.Second, stormConns: 50,
 	}
 }
 
@@ -110,6 +113,10 @@ type outcome struct {
 type scenarioEnv struct {
 	p      params
 	tlsCfg *tls.Config
+	// wsClient dials WebSockets with tlsCfg.
+	wsClient *http.Client
+	// restartWS restarts the backend's WebSocket services (runStorm).
+	restartWS func() error
 }
 
 // scenario is one measurement, run against each target in turn.
@@ -143,6 +150,7 @@ func scenarios(p params) []scenario {
 		{"tls-upload-8", "TLS upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, true)},
 		{"tls-idle", fmt.Sprintf("TLS idle, %d conns", p.tlsIdle), idleMetrics, idleRunner(p.tlsIdle, true)},
 		{"wss", fmt.Sprintf("wss, %d WebSockets, 64 B each way every second, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(false)},
+		{"storm", fmt.Sprintf("reconnect storm, %d wss WebSockets after a backend restart", p.stormConns), stormMetrics, runStorm},
 		{"wss-passthrough", fmt.Sprintf("wss through passthrough (TLS at the backend), %d WebSockets, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(true)},
 	}
 }

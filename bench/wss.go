@@ -89,11 +89,7 @@ func wssRunner(passthrough bool) func(context.Context, *scenarioEnv, *liveTarget
 func openWebSockets(ctx context.Context, addr string, cfg *tls.Config, n int, limit time.Duration) ([]*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	client := &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   cfg,
-		DialContext:       (&net.Dialer{Timeout: opTimeout}).DialContext,
-		ForceAttemptHTTP2: false,
-	}}
+	client := wsClient(cfg)
 	conns := make([]*websocket.Conn, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 64)
@@ -102,10 +98,7 @@ func openWebSockets(ctx context.Context, addr string, cfg *tls.Config, n int, li
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			dctx, dcancel := context.WithTimeout(ctx, opTimeout)
-			defer dcancel()
-			c, _, err := websocket.Dial(dctx, "wss://"+addr+"/", &websocket.DialOptions{HTTPClient: client})
-			conns[i], errs[i] = c, err
+			conns[i], errs[i] = dialWSWith(ctx, addr, client)
 		})
 	}
 	wg.Wait()
@@ -117,6 +110,28 @@ func openWebSockets(ctx context.Context, addr string, cfg *tls.Config, n int, li
 		open = append(open, c)
 	}
 	return open, nil
+}
+
+// wsClient is the HTTP client whose transport dials WebSockets over TLS.
+func wsClient(cfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   cfg,
+		DialContext:       (&net.Dialer{Timeout: opTimeout}).DialContext,
+		ForceAttemptHTTP2: false,
+	}}
+}
+
+// dialWSWith opens one WebSocket to wss://addr/ within opTimeout.
+func dialWSWith(ctx context.Context, addr string, client *http.Client) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss://"+addr+"/", &websocket.DialOptions{HTTPClient: client})
+	return c, err
+}
+
+// dialWS is dialWSWith with the environment's TLS configuration.
+func dialWS(ctx context.Context, addr string, env *scenarioEnv) (*websocket.Conn, error) {
+	return dialWSWith(ctx, addr, env.wsClient)
 }
 
 // exchangeEverySecond has every connection send a 64-byte message and
@@ -177,23 +192,4 @@ func wsRoundTrip(ctx context.Context, c *websocket.Conn, msg []byte) (time.Durat
 		return 0, errors.New("echo differs")
 	}
 	return time.Since(sent), nil
-}
-
-// wsEcho is the backend's WebSocket echo: every message back as it came.
-func wsEcho(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		return
-	}
-	defer c.CloseNow()
-	ctx := context.Background()
-	for {
-		typ, b, err := c.Read(ctx)
-		if err != nil {
-			return
-		}
-		if err := c.Write(ctx, typ, b); err != nil {
-			return
-		}
-	}
 }
