@@ -78,9 +78,7 @@ func iperfRunner(streams int, download bool) func(context.Context, *scenarioEnv,
 		if err != nil {
 			return outcome{}, err
 		}
-		cctx, cancel := context.WithTimeout(ctx, env.p.bulk+30*time.Second)
-		defer cancel()
-		out, runErr := exec.CommandContext(cctx, bin, args...).Output()
+		out, retries, runErr := runIperf(ctx, bin, args, env.p.bulk+30*time.Second)
 		s1, err := lt.sample()
 		if err != nil {
 			return outcome{}, err
@@ -104,6 +102,24 @@ func iperfRunner(streams int, download bool) func(context.Context, *scenarioEnv,
 		return outcome{values: map[string]float64{
 			"gbps":       rep.End.SumReceived.BitsPerSecond / 1e9,
 			"cpu_per_gb": (s1.CPU - s0.CPU) / (b / 1e9),
-		}}, nil
+		}, failed: uint64(retries)}, nil
+	}
+}
+
+// runIperf runs iperf3 -c within limit. iperf3 -s serves one test at a
+// time and takes a moment to tear the last one down; a client that finds
+// it busy (or reset before the test started) tries again after 500 ms, at
+// most twice, and the retries are counted as failed operations.
+func runIperf(ctx context.Context, bin string, args []string, limit time.Duration) (out []byte, retries int, err error) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, limit)
+		out, err = exec.CommandContext(cctx, bin, args...).Output()
+		cancel()
+		busy := bytes.Contains(out, []byte("server is busy")) || bytes.Contains(out, []byte("unable to receive control message"))
+		if !busy || retries == 2 {
+			return out, retries, err
+		}
+		retries++
+		pause(ctx, 500*time.Millisecond)
 	}
 }
