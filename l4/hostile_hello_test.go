@@ -141,6 +141,7 @@ func TestHostileClientHellos(t *testing.T) {
 		close string // when route is "": the close reason wanted
 	}{
 		{"record length over 16 KiB", records(padTo(fixed, exts, 17<<10), 17<<10), "", CloseInvalidClientHello},
+		{"record of 16 KiB + 4 holding a hello at the 16 KiB cap", records(padTo(fixed, exts, 16<<10+4), 16<<10+4), "", CloseInvalidClientHello},
 		{"handshake length 16 MiB", records(setLen(msg, 1<<24-1), 16<<10), "", CloseInvalidClientHello},
 		{"handshake length beyond its records, then a ChangeCipherSpec", append(records(setLen(msg, len(msg)-4+100), 16<<10), ccs...), "", CloseInvalidClientHello},
 		{"handshake length beyond its records, then 100 more bytes", append(records(setLen(msg, len(msg)-4+100), 16<<10), records(make([]byte, 100), 100)...), "", CloseInvalidClientHello},
