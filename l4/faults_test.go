@@ -189,7 +189,7 @@ func TestBackendSendsThenResets(t *testing.T) {
 		start := time.Now()
 		_, _ = c.Write([]byte("go"))
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		got, err := io.ReadAll(c)
+		got, err := slowRead(c)
 		took := time.Since(start)
 		c.Close()
 		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
@@ -205,6 +205,25 @@ func TestBackendSendsThenResets(t *testing.T) {
 		}
 		t.Logf("1 MiB then reset (%s): client got %d bytes then %v after %s; record close %s (%v), bytes_to_client %d",
 			name, len(got), errOrEOF(err), took.Round(time.Millisecond), rec.Close, rec.Err, rec.BytesToClient)
+	}
+}
+
+// slowRead reads to the end in 32 KiB steps 2ms apart: a client slower
+// than the backend, so bytes are still queued in l4edge when the reset
+// comes.
+func slowRead(c net.Conn) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := io.ReadFull(c, buf)
+		out = append(out, buf[:n]...)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
