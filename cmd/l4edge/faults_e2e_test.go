@@ -378,9 +378,16 @@ pools:
 		slowest = max(slowest, closedAfter[i])
 	}
 	closedSeen := 0
-	for i, c := range conns {
+	for i := range conns {
 		if closedAfter[i] != 0 {
 			closedSeen++
+		}
+	}
+	if closedSeen != open/2 {
+		t.Fatalf("%d of %d connections saw their end within 2s of the kill; want the %d on the killed backend (round robin)", closedSeen, open, open/2)
+	}
+	for i, c := range conns {
+		if closedAfter[i] != 0 {
 			continue
 		}
 		if err := roundTrip(c, 1000+i); err != nil {
