@@ -149,84 +149,101 @@ const (
 	slowLimit   = slowBound + time.Second // how long a slow client waits at most
 )
 
+// slowAttack is one slowloris case: n connections from 127.0.0.1 send
+// first at once, then trickle one byte per second, while serve (a normal
+// client, whose records served picks out) runs three times. Every slow
+// connection must end within slowBound with close want, its error
+// containing because.
+type slowAttack struct {
+	what           string
+	n              int
+	h              *harness
+	addr           string
+	first, trickle []byte
+	serve          func()
+	served         func(Record) bool
+	want, because  string
+}
+
+func (a slowAttack) run(t *testing.T) {
+	t.Helper()
+	slow := startSlowloris(t, a.n, "127.0.0.1", a.addr, a.first, a.trickle, slowLimit)
+	normal := timeServed(t, 3, a.serve)
+	median, slowest := slow.check(t, a.n, slowBound)
+	because := 0
+	reasons, longest := closeReasons(a.h, a.n+3, func(r Record) bool {
+		if r.Close == a.want && strings.Contains(fmt.Sprint(r.Err), a.because) {
+			because++
+		}
+		return a.served(r)
+	})
+	if reasons[a.want] != a.n || because != a.n || reasons["served"] != 3 {
+		t.Fatalf("%s: close reasons %v (%d with %q), want %d %s and 3 served", a.what, reasons, because, a.because, a.n, a.want)
+	}
+	t.Logf("slowloris %s: %d conns, timeout %s: closed after median %s, slowest %s (records: longest %s) %v; normal client slowest %s",
+		a.what, a.n, slowTimeout, median, slowest, longest, reasons, normal)
+}
+
+// askTerm is a normal client of startMixed's terminating route.
+func askTerm(t *testing.T, m *mixedPort) func() {
+	return func() {
+		if reply, _ := askTLS(t, m.h.addr("edge"), "term.test", m.termPool, "hi"); reply != "term-backend hi" {
+			t.Fatalf("normal client during the attack: %q", reply)
+		}
+	}
+}
+
 // 300 clients send a ClientHello one byte per second: all are closed with
 // inspect_timeout within inspect_timeout + 2 s, while a normal TLS client
 // is served in under 1 s.
 func TestSlowlorisInspect(t *testing.T) {
-	const n = 300
 	m := startMixed(t, func(l *config.Listener) {
 		l.InspectTimeout, l.HandshakeTimeout = slowTimeout, slowTimeout
 	})
-	addr := m.h.addr("edge")
-	hello := captureHello(t, &tls.Config{ServerName: "pass.test"})
-	slow := startSlowloris(t, n, "127.0.0.1", addr, nil, hello, slowLimit)
-	normal := timeServed(t, 3, func() {
-		if reply, _ := askTLS(t, addr, "term.test", m.termPool, "hi"); reply != "term-backend hi" {
-			t.Fatalf("normal client during the attack: %q", reply)
-		}
-	})
-	median, slowest := slow.check(t, n, slowBound)
-	reasons, longest := closeReasons(m.h, n+3, func(r Record) bool { return r.Route == "term" })
-	if reasons[CloseInspectTimeout] != n || reasons["served"] != 3 {
-		t.Fatalf("close reasons %v, want %d inspect_timeout and 3 served", reasons, n)
-	}
-	t.Logf("slowloris inspect: %d conns, 1 hello byte/s, inspect_timeout %s: closed after median %s, slowest %s (records: longest %s) %v; normal client slowest %s",
-		n, slowTimeout, median, slowest, longest, reasons, normal)
+	slowAttack{
+		what: "inspect (1 ClientHello byte/s)", n: 300, h: m.h, addr: m.h.addr("edge"),
+		trickle: captureHello(t, &tls.Config{ServerName: "pass.test"}),
+		serve: askTerm(t, m),
+		served: func(r Record) bool { return r.Route == "term" },
+		want:   CloseInspectTimeout, because: "timeout",
+	}.run(t)
 }
 
 // 300 trusted peers send a PROXY v1 header one byte per second: all are
 // closed with proxy_header_timeout within the timeout + 2 s, while a
 // trusted peer with a whole header is served in under 1 s.
 func TestSlowlorisProxyHeader(t *testing.T) {
-	const n = 300
 	back := startBackend(t, "", nameHandler("back"))
 	l := withProxyIn(testListener("l", catchAll("p")), "127.0.0.1/32")
 	l.ProxyProtocolIn.Timeout = slowTimeout
 	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
 	addr := h.addr("l")
 	header := "PROXY TCP4 192.0.2.10 192.0.2.1 40000 443\r\n"
-	slow := startSlowloris(t, n, "127.0.0.1", addr, nil, []byte(header), slowLimit)
-	normal := timeServed(t, 3, func() {
-		if reply := ask(t, addr, strings.TrimSuffix(header, "\n")+"\nhi"); reply != "back hi" {
-			t.Fatalf("normal client during the attack: %q", reply)
-		}
-	})
-	median, slowest := slow.check(t, n, slowBound)
-	reasons, longest := closeReasons(h, n+3, func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" })
-	if reasons[CloseProxyHeaderTimeout] != n || reasons["served"] != 3 {
-		t.Fatalf("close reasons %v, want %d proxy_header_timeout and 3 served", reasons, n)
-	}
-	t.Logf("slowloris PROXY header: %d conns, 1 header byte/s, timeout %s: closed after median %s, slowest %s (records: longest %s) %v; normal client slowest %s",
-		n, slowTimeout, median, slowest, longest, reasons, normal)
+	slowAttack{
+		what: "PROXY header (1 byte/s from a trusted peer)", n: 300, h: h, addr: addr,
+		trickle: []byte(header),
+		serve: func() {
+			if reply := ask(t, addr, strings.TrimSuffix(header, "\n")+"\nhi"); reply != "back hi" {
+				t.Fatalf("normal client during the attack: %q", reply)
+			}
+		},
+		served: func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" },
+		want:   CloseProxyHeaderTimeout, because: "no PROXY header",
+	}.run(t)
 }
 
 // 200 clients send a whole ClientHello for a terminating route and then
 // stall: all are closed with handshake_failed (a timeout) within
 // handshake_timeout + 2 s, while a normal TLS client is served in under 1 s.
 func TestSlowlorisTerminatingHandshake(t *testing.T) {
-	const n = 200
 	m := startMixed(t, func(l *config.Listener) {
 		l.InspectTimeout, l.HandshakeTimeout = slowTimeout, slowTimeout
 	})
-	addr := m.h.addr("edge")
-	hello := captureHello(t, &tls.Config{ServerName: "term.test"})
-	slow := startSlowloris(t, n, "127.0.0.1", addr, hello, nil, slowLimit)
-	normal := timeServed(t, 3, func() {
-		if reply, _ := askTLS(t, addr, "term.test", m.termPool, "hi"); reply != "term-backend hi" {
-			t.Fatalf("normal client during the attack: %q", reply)
-		}
-	})
-	median, slowest := slow.check(t, n, slowBound)
-	timeouts := 0
-	reasons, longest := closeReasons(m.h, n+3, func(r Record) bool {
-		if r.Close == CloseHandshakeFailed && strings.Contains(fmt.Sprint(r.Err), "timeout") {
-			timeouts++
-		}
-		return r.Close == CloseClientClosed && r.Backend != ""
-	})
-	if reasons[CloseHandshakeFailed] != n || timeouts != n || reasons["served"] != 3 {
-		t.Fatalf("close reasons %v (%d handshake timeouts), want %d handshake_failed by timeout and 3 served", reasons, timeouts, n)
-	}
-	t.Logf("slowloris terminating handshake: %d conns stalled after their ClientHello, handshake_timeout %s: closed after median %s, slowest %s (records: longest %s) %v; normal client slowest %s",
-		n, slowTimeout, median, slowest, longest, reasons, normal)
+	slowAttack{
+		what: "terminating handshake (stalled after the ClientHello)", n: 200, h: m.h, addr: m.h.addr("edge"),
+		first: captureHello(t, &tls.Config{ServerName: "term.test"}),
+		serve: askTerm(t, m),
+		served: func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" },
+		want:   CloseHandshakeFailed, because: "timeout",
+	}.run(t)
 }
