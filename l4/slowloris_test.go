@@ -203,9 +203,9 @@ func TestSlowlorisInspect(t *testing.T) {
 	slowAttack{
 		what: "inspect (1 ClientHello byte/s)", n: 300, h: m.h, addr: m.h.addr("edge"),
 		trickle: captureHello(t, &tls.Config{ServerName: "pass.test"}),
-		serve: askTerm(t, m),
-		served: func(r Record) bool { return r.Route == "term" },
-		want:   CloseInspectTimeout, because: "timeout",
+		serve:   askTerm(t, m),
+		served:  func(r Record) bool { return r.Route == "term" },
+		want:    CloseInspectTimeout, because: "timeout",
 	}.run(t)
 }
 
@@ -241,8 +241,8 @@ func TestSlowlorisTerminatingHandshake(t *testing.T) {
 	})
 	slowAttack{
 		what: "terminating handshake (stalled after the ClientHello)", n: 200, h: m.h, addr: m.h.addr("edge"),
-		first: captureHello(t, &tls.Config{ServerName: "term.test"}),
-		serve: askTerm(t, m),
+		first:  captureHello(t, &tls.Config{ServerName: "term.test"}),
+		serve:  askTerm(t, m),
 		served: func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" },
 		want:   CloseHandshakeFailed, because: "timeout",
 	}.run(t)

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/clienthello"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // procFDs counts the open descriptors of process pid.
@@ -71,20 +71,6 @@ func fdsBackTo(t *testing.T, pid, base int) (int, time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// clientHello returns the first flight of a crypto/tls client for sni.
-func clientHello(t *testing.T, sni string) []byte {
-	t.Helper()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() { _ = tls.Client(a, &tls.Config{ServerName: sni}).Handshake() }()
-	raw, _, err := clienthello.Read(b, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
 }
 
 // echoHello sends a ClientHello through a passthrough route to an echo
@@ -143,7 +129,7 @@ pools:
   p: {backends: [{address: %s}]}
 `, addr, echo), addr)
 	pid := l4.cmd.Process.Pid
-	hello := clientHello(t, "a.test")
+	hello := l4test.ClientHello(t, &tls.Config{ServerName: "a.test"})
 	// Fill the event loops' pipe caches (bounded, kept for reuse) as the
 	// flood's routed connections will, before the baseline: 50 at once
 	// relaying a hello and 20 KiB after it.

@@ -3,11 +3,14 @@
 package l4test
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/clienthello"
 )
 
 // Blackhole returns a loopback address whose SYNs go unanswered: a socket
@@ -60,4 +63,19 @@ func Refusing(t testing.TB, n int) []string {
 		addrs[i] = ln.Addr().String()
 	}
 	return addrs
+}
+
+// ClientHello returns the first flight a crypto/tls client with cfg sends:
+// its ClientHello, framed as it crosses the wire.
+func ClientHello(t testing.TB, cfg *tls.Config) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _ = tls.Client(a, cfg).Handshake() }()
+	raw, _, err := clienthello.Read(b, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
