@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +19,35 @@ import (
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
+
+// usage is what the test process (l4edge's server, its clients and
+// backends) holds.
+type usage struct {
+	fds, goroutines int
+	rss             int64
+}
+
+func measure(t *testing.T) usage {
+	t.Helper()
+	return usage{fds: openFDs(t), goroutines: runtime.NumGoroutine(), rss: l4test.ProcRSS(t, os.Getpid())}
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("%d fds, %d goroutines, RSS %.1f MB", u.fds, u.goroutines, float64(u.rss)/1e6)
+}
+
+// accounted starts leakCheck and returns a function that runs it and
+// reports the usage before and after.
+func accounted(t *testing.T) func() string {
+	t.Helper()
+	u0 := measure(t)
+	done := leakCheck(t)
+	return func() string {
+		t.Helper()
+		done()
+		return fmt.Sprintf("test process before: %v; after: %v", u0, measure(t))
+	}
+}
 
 // roundTrip dials addr from src, sends one byte and waits for its echo; it
 // returns how long that took and the open connection.
@@ -78,6 +110,7 @@ func TestPerIPFlood(t *testing.T) {
 	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
 	addr := h.addr("l")
 
+	acc := accounted(t)
 	stop := make(chan struct{})
 	other := keepServing("127.0.0.2", addr, stop)
 	time.Sleep(100 * time.Millisecond)
@@ -127,8 +160,8 @@ func TestPerIPFlood(t *testing.T) {
 	if reasons[CloseLimit] != flood-limit || reasons[CloseClientClosed] != limit {
 		t.Fatalf("records of the flooding address: %v; want %d limit and %d client_closed", reasons, flood-limit, limit)
 	}
-	t.Logf("per-IP flood: %d at once from 127.0.0.1 in %s: %d proxied, records %v; 127.0.0.2: %d round trips, slowest %s",
-		flood, flooded.Round(time.Millisecond), len(held), reasons, otherN, otherSlowest)
+	t.Logf("per-IP flood: %d at once from 127.0.0.1 in %s: %d proxied, records %v; 127.0.0.2: %d round trips, slowest %s; %s",
+		flood, flooded.Round(time.Millisecond), len(held), reasons, otherN, otherSlowest, acc())
 }
 
 // sendThenReset is a backend that, after the first byte, writes size
@@ -247,6 +280,7 @@ func TestBlackholedBackendAmongTwo(t *testing.T) {
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
 	addr := h.addr("l")
 
+	acc := accounted(t)
 	open := func(n int) ([]net.Conn, time.Duration) {
 		var mu sync.Mutex
 		var conns []net.Conn
@@ -301,6 +335,6 @@ func TestBlackholedBackendAmongTwo(t *testing.T) {
 		t.Fatalf("slowest new connection %s (want under connect_timeout + 1s), records %v (want 40 client_closed)", slowest, reasons)
 	}
 	fails := h.rt.Pools["p"].Backend(hole).Snapshot().Failures
-	t.Logf("black hole among two, connect_timeout 1s: 2x20 concurrent new connections, slowest %s / %s; 20 held connections intact; records %v; black hole failures %d",
-		heldSlowest.Round(time.Millisecond), freshSlowest.Round(time.Millisecond), reasons, fails)
+	t.Logf("black hole among two, connect_timeout 1s: 2x20 concurrent new connections, slowest %s / %s; 20 held connections intact; records %v; black hole failures %d; %s",
+		heldSlowest.Round(time.Millisecond), freshSlowest.Round(time.Millisecond), reasons, fails, acc())
 }

@@ -10,8 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,33 +17,6 @@ import (
 
 	"github.com/l4edge/l4edge/l4/l4test"
 )
-
-// procFDs counts the open descriptors of process pid.
-func procFDs(t *testing.T, pid int) int {
-	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatalf("l4edge (pid %d) is gone: %v", pid, err)
-	}
-	return len(ents)
-}
-
-// procRSS returns the resident set size of process pid, in bytes.
-func procRSS(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatalf("l4edge (pid %d) is gone: %v", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc/PID/status")
-	return 0
-}
 
 // fdList names what each of pid's descriptors refers to.
 func fdList(pid int) []string {
@@ -65,7 +36,7 @@ func fdsBackTo(t *testing.T, pid, base int) (int, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	for {
-		n := procFDs(t, pid)
+		n := l4test.ProcFDs(t, pid)
 		if n <= base || time.Since(start) > 5*time.Second {
 			return n, time.Since(start)
 		}
@@ -145,7 +116,7 @@ pools:
 	echoHello(t, addr, hello)
 	time.Sleep(200 * time.Millisecond)
 	logs0 := len(l4.accessLogs())
-	fd0, rss0 := procFDs(t, pid), procRSS(t, pid)
+	fd0, rss0 := l4test.ProcFDs(t, pid), l4test.ProcRSS(t, pid)
 	fdList0 := fdList(pid)
 
 	seed := uint64(time.Now().UnixNano())
@@ -193,7 +164,7 @@ pools:
 	peakFDs := <-peak
 	took := time.Since(start)
 	fd1, back := fdsBackTo(t, pid, fd0)
-	rss1 := procRSS(t, pid)
+	rss1 := l4test.ProcRSS(t, pid)
 	if fd1 > fd0 {
 		t.Logf("descriptors before: %v\nafter: %v", fdList0, fdList(pid))
 	}
@@ -295,7 +266,7 @@ pools:
 		c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
-	fd0, rss0 := procFDs(t, pid), procRSS(t, pid)
+	fd0, rss0 := l4test.ProcFDs(t, pid), l4test.ProcRSS(t, pid)
 	logs0 := len(l4.accessLogs())
 
 	conns := make([]net.Conn, open)
@@ -310,7 +281,7 @@ pools:
 		}
 		conns[i] = c
 	}
-	fdOpen := procFDs(t, pid)
+	fdOpen := l4test.ProcFDs(t, pid)
 	victim.signal(syscall.SIGKILL)
 	killed := time.Now()
 	victim.wait(5 * time.Second)
@@ -402,7 +373,7 @@ pools:
 		c.Close()
 	}
 	fd1, back := fdsBackTo(t, pid, fd0)
-	rss1 := procRSS(t, pid)
+	rss1 := l4test.ProcRSS(t, pid)
 	report := fmt.Sprintf("SIGKILL of a backend holding %d of %d connections: %d closed (reasons %v), slowest %s after the kill; the other %d intact; 20 new connections, slowest %s; descriptors %d before, %d with %d open, %d after %s; RSS %.1f MB before, %.1f MB after",
 		open/2, open, ended, reasons, slowest.Round(time.Millisecond), open-ended, newSlowest.Round(time.Millisecond),
 		fd0, fdOpen, open, fd1, back.Round(time.Millisecond), float64(rss0)/1e6, float64(rss1)/1e6)
