@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -282,30 +283,52 @@ pools:
 		conns[i] = c
 	}
 	fdOpen := l4test.ProcFDs(t, pid)
-	victim.signal(syscall.SIGKILL)
-	killed := time.Now()
-	victim.wait(5 * time.Second)
 
-	// Each connection either ends (its backend died) or stays silent.
-	closedAfter := make([]time.Duration, open)
+	// Every connection keeps echoing, 10ms apart, through the kill.
+	var killedAt atomic.Int64
+	closedAfter := make([]time.Duration, open) // since the kill; 0: never ended
+	trips := make([]int, open)                 // round trips after the kill
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			_, err := io.Copy(io.Discard, c)
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				// The backend's FIN (or reset) reached the client: it
-				// closes too, as a client does at EOF.
-				closedAfter[i] = time.Since(killed)
-				c.Close()
-				return
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				err := roundTrip(c, 10000*(i+1)+k)
+				at := killedAt.Load()
+				if err != nil {
+					if at == 0 {
+						t.Errorf("connection %d failed before the kill: %v", i, err)
+						return
+					}
+					// The backend's end reached the client: it closes, as a
+					// client does at an error or EOF.
+					closedAfter[i] = time.Since(time.Unix(0, at))
+					c.Close()
+					return
+				}
+				if at != 0 {
+					trips[i]++
+				}
 			}
-			_ = c.SetReadDeadline(time.Time{})
 		}()
 	}
+	time.Sleep(200 * time.Millisecond)
+	killedAt.Store(time.Now().UnixNano())
+	victim.signal(syscall.SIGKILL)
+	victim.wait(5 * time.Second)
+	time.Sleep(time.Second)
+	close(stop)
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	// The access records of the ended connections follow their close.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if l4.countLog(`"msg":"connection"`, victimAddr) >= open/2 {
@@ -334,14 +357,16 @@ pools:
 		}
 		slowest = max(slowest, closedAfter[i])
 	}
-	closedSeen := 0
+	closedSeen, survivorTrips := 0, 0
 	for i := range conns {
 		if closedAfter[i] != 0 {
 			closedSeen++
+		} else {
+			survivorTrips += trips[i]
 		}
 	}
 	if closedSeen != open/2 {
-		t.Fatalf("%d of %d connections saw their end within 2s of the kill; want the %d on the killed backend (round robin)", closedSeen, open, open/2)
+		t.Fatalf("%d of %d connections saw their end within 1s of the kill; want the %d on the killed backend (round robin)", closedSeen, open, open/2)
 	}
 	for i, c := range conns {
 		if closedAfter[i] != 0 {
@@ -352,7 +377,7 @@ pools:
 		}
 	}
 	if ended != open/2 || closedSeen != ended || cut != 0 || slowest > time.Second ||
-		reasons["backend_closed"]+reasons["backend_reset"] != ended {
+		reasons["backend_closed"]+reasons["backend_reset"]+reasons["backend_error"] != ended {
 		t.Fatalf("after SIGKILL: %d records on the killed backend (want %d), %d closes seen by clients, %d other connections ended, slowest close %s after the kill (want within 1s), reasons %v",
 			ended, open/2, closedSeen, cut, slowest, reasons)
 	}
@@ -374,8 +399,8 @@ pools:
 	}
 	fd1, back := fdsBackTo(t, pid, fd0)
 	rss1 := l4test.ProcRSS(t, pid)
-	report := fmt.Sprintf("SIGKILL of a backend holding %d of %d connections: %d closed (reasons %v), slowest %s after the kill; the other %d intact; 20 new connections, slowest %s; descriptors %d before, %d with %d open, %d after %s; RSS %.1f MB before, %.1f MB after",
-		open/2, open, ended, reasons, slowest.Round(time.Millisecond), open-ended, newSlowest.Round(time.Millisecond),
+	report := fmt.Sprintf("SIGKILL of a backend holding %d of %d echoing connections: %d closed (reasons %v), slowest %s after the kill; the other %d intact (%d round trips in the second after the kill); 20 new connections, slowest %s; descriptors %d before, %d with %d open, %d after %s; RSS %.1f MB before, %.1f MB after",
+		open/2, open, ended, reasons, slowest.Round(time.Millisecond), open-ended, survivorTrips, newSlowest.Round(time.Millisecond),
 		fd0, fdOpen, open, fd1, back.Round(time.Millisecond), float64(rss0)/1e6, float64(rss1)/1e6)
 	t.Log(report)
 	if fd1 > fd0 || newSlowest > time.Second {
