@@ -237,7 +237,7 @@ func TestBackendSendsThenResets(t *testing.T) {
 			t.Fatalf("%s: record close %q (%v), %d bytes to client; want backend_closed/backend_reset and %d", name, rec.Close, rec.Err, rec.BytesToClient, size)
 		}
 		t.Logf("1 MiB then reset (%s): client got %d bytes then %v after %s; record close %s (%v), bytes_to_client %d",
-			name, len(got), errOrEOF(err), took.Round(time.Millisecond), rec.Close, rec.Err, rec.BytesToClient)
+			name, len(got), endedWith(err), took.Round(time.Millisecond), rec.Close, rec.Err, rec.BytesToClient)
 	}
 }
 
@@ -260,7 +260,7 @@ func slowRead(c net.Conn) ([]byte, error) {
 	}
 }
 
-func errOrEOF(err error) any {
+func endedWith(err error) any {
 	if err == nil {
 		return "EOF"
 	}
