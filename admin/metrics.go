@@ -34,12 +34,14 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	finished map[bytesKey]float64   // bytes of finished connections
+	byListen map[string]float64     // bytes of finished connections by listener, both ways
 	live     map[uint64]liveCounter // reported bytes of open connections, by connection ID
 }
 
 type bytesKey struct{ pool, backend, direction string }
 
 type liveCounter struct {
+	listener          string
 	pool, backend     string
 	toBackend, toClnt float64
 }
@@ -50,6 +52,7 @@ func NewMetrics(src Sources) *Metrics {
 		reg:      prometheus.NewRegistry(),
 		src:      src,
 		finished: map[bytesKey]float64{},
+		byListen: map[string]float64{},
 		live:     map[uint64]liveCounter{},
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "l4edge_connections_total",
 			Help: "Finished connections by listener, route and close reason."}, []string{"listener", "route", "result"}),
@@ -104,8 +107,10 @@ func (m *Metrics) ConnectionDone(rec *l4.Record) {
 	lc := m.live[rec.ID]
 	delete(m.live, rec.ID)
 	// A counter never goes back: take what was already reported if larger.
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += max(float64(rec.BytesToBackend), lc.toBackend)
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += max(float64(rec.BytesToClient), lc.toClnt)
+	toBackend, toClient := max(float64(rec.BytesToBackend), lc.toBackend), max(float64(rec.BytesToClient), lc.toClnt)
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += toBackend
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += toClient
+	m.byListen[rec.Listener] += toBackend + toClient
 }
 
 // HealthChecked counts one active health check.
@@ -180,16 +185,37 @@ func (m *Metrics) byteTotals(open []l4.ConnInfo) map[bytesKey]float64 {
 	for k, v := range m.finished {
 		totals[k] = v
 	}
+	m.noteLive(open)
+	for _, lc := range m.live {
+		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
+		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+	}
+	return totals
+}
+
+// noteLive records the byte counts of open connections. m.mu must be held.
+func (m *Metrics) noteLive(open []l4.ConnInfo) {
 	for _, ci := range open {
 		lc := m.live[ci.ID]
-		lc.pool, lc.backend = ci.Pool, ci.Backend
+		lc.listener, lc.pool, lc.backend = ci.Listener, ci.Pool, ci.Backend
 		lc.toBackend = max(lc.toBackend, float64(ci.ReceivedFromClient))
 		lc.toClnt = max(lc.toClnt, float64(ci.ReceivedFromBackend))
 		m.live[ci.ID] = lc
 	}
+}
+
+// listenerBytes returns the bytes relayed per listener, both ways, open
+// connections included.
+func (m *Metrics) listenerBytes(open []l4.ConnInfo) map[string]float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	totals := make(map[string]float64, len(m.byListen))
+	for k, v := range m.byListen {
+		totals[k] = v
+	}
+	m.noteLive(open)
 	for _, lc := range m.live {
-		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
-		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+		totals[lc.listener] += lc.toBackend + lc.toClnt
 	}
 	return totals
 }
