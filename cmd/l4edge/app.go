@@ -31,6 +31,7 @@ type app struct {
 	hooks  *hooks
 
 	adminSrv *admin.Server
+	notify   *notifier // nil outside systemd
 
 	mu       sync.Mutex // serializes start, reload and stop
 	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
@@ -118,6 +119,8 @@ func (a *app) start(ctx context.Context) error {
 func (a *app) reload(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.notify.reloading()
+	defer func() { a.notify.ready(statusLine(len(a.cfg.Listeners))) }()
 	cfg, err := config.Load(a.path)
 	if err != nil {
 		a.hooks.reloaded(false)
