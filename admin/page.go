@@ -37,9 +37,10 @@ func (s *Server) page(w http.ResponseWriter, _ *http.Request) {
 // charts' data, as /status/history) whenever a new sample was taken. The
 // stream ends when the client goes or the server shuts down.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	// net/http clears the read deadline once the request is read, so the
+	// server's ReadTimeout does not end a long stream; WriteTimeout would,
+	// so each write gets a deadline of its own.
 	rc := http.NewResponseController(w)
-	// The server's read timeout would end a long stream: the stream reads nothing.
-	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -167,5 +169,58 @@ func TestChartsHoldRingSizeAfter10000Connections(t *testing.T) {
 		if n > historySize || n < historySize-2 { // the first sample of a rate has no point
 			t.Fatalf("chart points %v, want at most %d (and the ring full)", counts, historySize)
 		}
+	}
+}
+
+// The event stream outlives the server's read timeout (it reads nothing),
+// sends a status event every second and a history event per sample, and
+// ends when the server shuts down rather than holding Shutdown up.
+func TestEventStream(t *testing.T) {
+	e := startWith(t, func(s *Server) {
+		s.http.ReadTimeout = 300 * time.Millisecond
+		s.history.every = 400 * time.Millisecond
+	})
+	resp, err := http.Get(e.base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	events := make(chan string, 64)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				events <- name
+			}
+		}
+	}()
+	count := map[string]int{}
+	for deadline := time.After(2500 * time.Millisecond); ; {
+		select {
+		case name, ok := <-events:
+			if !ok {
+				t.Fatalf("stream ended after %v", count)
+			}
+			count[name]++
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if count["status"] < 2 || count["history"] < 2 {
+		t.Fatalf("in 2.5 s: %v; want a status every second and a history per sample", count)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.admin.Shutdown(ctx); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("Shutdown with a stream open: %v after %s", err, time.Since(start))
+	}
+	for range events {
 	}
 }
