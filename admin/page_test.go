@@ -172,12 +172,12 @@ func TestChartsHoldRingSizeAfter10000Connections(t *testing.T) {
 	}
 }
 
-// The event stream outlives the server's read timeout (it reads nothing),
+// The event stream outlives the server's read and write timeouts,
 // sends a status event every second and a history event per sample, and
 // ends when the server shuts down rather than holding Shutdown up.
 func TestEventStream(t *testing.T) {
 	e := startWith(t, func(s *Server) {
-		s.http.ReadTimeout = 300 * time.Millisecond
+		s.http.ReadTimeout, s.http.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
 		s.history.every = 400 * time.Millisecond
 	})
 	resp, err := http.Get(e.base + "/events")
@@ -222,5 +222,34 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("Shutdown with a stream open: %v after %s", err, time.Since(start))
 	}
 	for range events {
+	}
+}
+
+// Certificates show their days left, highlighted under 14 days and when expired.
+func TestPageCertificates(t *testing.T) {
+	ctx := browsertest.Start(t, time.Minute)
+	now := time.Now()
+	e := startWith(t, func(s *Server) {
+		s.src.Certificates = func() []CertInfo {
+			return []CertInfo{
+				{Names: []string{"soon.test"}, NotAfter: now.Add(5*24*time.Hour + time.Hour), Issuer: "CN=Test CA"},
+				{Names: []string{"fine.test", "www.fine.test"}, NotAfter: now.Add(60*24*time.Hour + time.Hour), Issuer: "CN=Test CA"},
+				{Names: []string{"gone.test"}, NotAfter: now.Add(-time.Hour), Issuer: "CN=Old CA"},
+			}
+		}
+	})
+	type row struct{ Cert, Class, Days string }
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/"),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('tr[data-cert]').length == 3`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]row](`[...document.querySelectorAll('tr[data-cert]')].map(r =>
+		({cert: r.dataset.cert, class: r.className, days: r.lastElementChild.textContent}))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []row{{"soon.test", "expiring", "5"}, {"fine.test,www.fine.test", "", "60"}, {"gone.test", "expired", "expired"}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Fatalf("certificate rows %v, want %v", rows, want)
 	}
 }
