@@ -148,8 +148,7 @@ func (s *Series) set(i int, p point) {
 // sampleNow reads the running state into the ring.
 func (s *Server) sampleNow(now time.Time) {
 	open := s.src.Connections()
-	lbytes := s.metrics.listenerBytes(open)
-	bbytes := s.metrics.byteTotals(open)
+	bbytes, lbytes := s.metrics.traffic(open)
 	c := cumulative{at: now, listeners: map[string][2]float64{}, backends: map[backendKey][2]float64{}}
 	openL, openB := map[string]float64{}, map[backendKey]float64{}
 	for _, st := range s.src.Listeners() {

@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -179,18 +180,24 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 // byteTotals returns bytes per pool, backend and direction, open
 // connections included, never below what was reported before.
 func (m *Metrics) byteTotals(open []l4.ConnInfo) map[bytesKey]float64 {
+	byBackend, _ := m.traffic(open)
+	return byBackend
+}
+
+// traffic returns the bytes relayed per pool, backend and direction, and
+// per listener both ways, open connections included.
+func (m *Metrics) traffic(open []l4.ConnInfo) (byBackend map[bytesKey]float64, byListener map[string]float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	totals := make(map[bytesKey]float64, len(m.finished))
-	for k, v := range m.finished {
-		totals[k] = v
-	}
+	byBackend = maps.Clone(m.finished)
+	byListener = maps.Clone(m.byListen)
 	m.noteLive(open)
 	for _, lc := range m.live {
-		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
-		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+		byBackend[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
+		byBackend[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+		byListener[lc.listener] += lc.toBackend + lc.toClnt
 	}
-	return totals
+	return byBackend, byListener
 }
 
 // noteLive records the byte counts of open connections. m.mu must be held.
@@ -202,22 +209,6 @@ func (m *Metrics) noteLive(open []l4.ConnInfo) {
 		lc.toClnt = max(lc.toClnt, float64(ci.ReceivedFromBackend))
 		m.live[ci.ID] = lc
 	}
-}
-
-// listenerBytes returns the bytes relayed per listener, both ways, open
-// connections included.
-func (m *Metrics) listenerBytes(open []l4.ConnInfo) map[string]float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	totals := make(map[string]float64, len(m.byListen))
-	for k, v := range m.byListen {
-		totals[k] = v
-	}
-	m.noteLive(open)
-	for _, lc := range m.live {
-		totals[lc.listener] += lc.toBackend + lc.toClnt
-	}
-	return totals
 }
 
 // BackendBytes returns the bytes relayed for one backend each way.

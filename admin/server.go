@@ -195,38 +195,14 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 }
 
 // statusDoc is the document of GET /status, also streamed to the page.
-func (s *Server) statusDoc() any {
-	type route struct {
-		Name   string   `json:"name"`
-		Pool   string   `json:"pool"`
-		TLS    string   `json:"tls"`
-		SNI    []string `json:"sni"`
-		ALPN   []string `json:"alpn"`
-		Active int      `json:"active"`
-	}
-	type listener struct {
-		Name     string  `json:"name"`
-		Address  string  `json:"address"`
-		Accepted uint64  `json:"accepted"`
-		Active   int64   `json:"active"`
-		Refused  uint64  `json:"refused"`
-		Routes   []route `json:"routes"`
-	}
-	type pool struct {
-		Name     string          `json:"name"`
-		Policy   string          `json:"policy"`
-		Backends []BackendStatus `json:"backends"`
-	}
-	type cert struct {
-		Names    []string  `json:"names"`
-		NotAfter time.Time `json:"not_after"`
-		Issuer   string    `json:"issuer"`
-	}
-	out := struct {
-		Listeners    []listener `json:"listeners"`
-		Pools        []pool     `json:"pools"`
-		Certificates []cert     `json:"certificates"`
-	}{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+func (s *Server) statusDoc() StatusDoc {
+	type (
+		route    = RouteStatus
+		listener = ListenerStatus
+		pool     = PoolStatus
+		cert     = CertStatus
+	)
+	out := StatusDoc{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
 
 	open := s.src.Connections()
 	active := map[[2]string]int{}

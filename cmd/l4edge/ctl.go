@@ -14,38 +14,6 @@ import (
 	"github.com/l4edge/l4edge/config"
 )
 
-// statusDoc is what the client reads of GET /status.
-type statusDoc struct {
-	Listeners []struct {
-		Name     string `json:"name"`
-		Address  string `json:"address"`
-		Accepted uint64 `json:"accepted"`
-		Active   int64  `json:"active"`
-		Refused  uint64 `json:"refused"`
-		Routes   []struct {
-			Name   string   `json:"name"`
-			Pool   string   `json:"pool"`
-			TLS    string   `json:"tls"`
-			SNI    []string `json:"sni"`
-			ALPN   []string `json:"alpn"`
-			Active int      `json:"active"`
-		} `json:"routes"`
-	} `json:"listeners"`
-	Pools []struct {
-		Name     string                `json:"name"`
-		Policy   string                `json:"policy"`
-		Panic    bool                  `json:"panic"`
-		Backends []admin.BackendStatus `json:"backends"`
-	} `json:"pools"`
-	Certificates []certDoc `json:"certificates"`
-}
-
-type certDoc struct {
-	Names    []string  `json:"names"`
-	NotAfter time.Time `json:"not_after"`
-	Issuer   string    `json:"issuer"`
-}
-
 // ctlCommand is one client subcommand: its positional arguments and what it does.
 type ctlCommand struct {
 	args string // usage of the positional arguments
@@ -128,7 +96,7 @@ func runCtl(name string, args []string, stdout, stderr io.Writer) int {
 }
 
 func ctlStatus(c *ctlEnv) error {
-	var st statusDoc
+	var st admin.StatusDoc
 	var raw []byte
 	if err := c.client.do("GET", "/status", &st, &raw); err != nil {
 		return err
@@ -166,7 +134,7 @@ func ctlStatus(c *ctlEnv) error {
 }
 
 func ctlCerts(c *ctlEnv) error {
-	var st statusDoc
+	var st admin.StatusDoc
 	if err := c.client.do("GET", "/status", &st, nil); err != nil {
 		return err
 	}

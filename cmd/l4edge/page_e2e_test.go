@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/admin/browsertest"
 )
 
@@ -26,7 +27,7 @@ func backendState(t *testing.T, adminAddr, pool, backend string) string {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st statusDoc
+	var st admin.StatusDoc
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
