@@ -122,6 +122,18 @@ func TestSdNotify(t *testing.T) {
 	}
 	p.waitLog(5*time.Second, "configuration reloaded")
 
+	// A refused reload still ends the reloading state, and says so.
+	if err := os.WriteFile(cfg, []byte("listeners: nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	if msg := ns.next(5 * time.Second); !strings.HasPrefix(msg, "RELOADING=1\n") {
+		t.Fatalf("after a second SIGHUP %q, want RELOADING=1", msg)
+	}
+	if msg := ns.next(5 * time.Second); !strings.HasPrefix(msg, "READY=1\n") || !strings.Contains(msg, "reload was refused") {
+		t.Fatalf("after a refused reload %q, want READY=1 and a STATUS saying so", msg)
+	}
+
 	p.signal(syscall.SIGTERM)
 	if msg := ns.next(5 * time.Second); !strings.HasPrefix(msg, "STOPPING=1") {
 		t.Fatalf("after SIGTERM %q, want STOPPING=1", msg)
