@@ -150,6 +150,17 @@ pools:
 		t.Fatal(err)
 	}
 	checkScreenshot(t, shot, browsertest.Width, browsertest.Height)
+
+	// On a phone's width the page does not overflow (wide tables scroll in
+	// their card) and every backend's button is on screen.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Sleep(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= 390 &&
+		[...document.querySelectorAll('tr[data-backend] button')].every(b => b.getBoundingClientRect().right <= 390)`))
+	if err != nil || !fits {
+		t.Fatalf("the page at 390 px wide: fits %v, err %v", fits, err)
+	}
 }
 
 // checkScreenshot decodes a PNG of w x h that is not one colour: text and
