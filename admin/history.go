@@ -80,6 +80,16 @@ func (h *history) add(now cumulative, open map[string]float64, openB map[backend
 	h.start = (h.start + 1) % h.size
 }
 
+// newest is the time of the latest sample (zero before the first).
+func (h *history) newest() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == 0 {
+		return time.Time{}
+	}
+	return h.ring[(h.start+h.n-1)%h.size].at
+}
+
 // samples returns the ring's samples, oldest first.
 func (h *history) samples() []sample {
 	h.mu.Lock()

@@ -54,8 +54,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		if err := writeEvent(w, "status", s.statusDoc()); err != nil {
 			return
 		}
-		if ss := s.history.samples(); len(ss) > 0 && ss[len(ss)-1].at.After(sent) {
-			sent = ss[len(ss)-1].at
+		if at := s.history.newest(); at.After(sent) {
+			sent = at
 			if err := writeEvent(w, "history", s.history.doc()); err != nil {
 				return
 			}
