@@ -10,7 +10,7 @@ FUZZTIME  ?= 8s
 # Debian packages the tests drive as real peers: chromium for the status
 # page, systemd for systemd-analyze verify (installing it in a container
 # only adds the tools; it does not become PID 1).
-DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server chromium systemd
+DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server iperf3 chromium systemd
 
 export GOTOOLCHAIN := local
 

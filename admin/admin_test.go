@@ -338,18 +338,3 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Fatalf("readyz while not ready: %d %s", resp.StatusCode, b)
 	}
 }
-
-func TestRefusesRemoteWithoutAllow(t *testing.T) {
-	_, err := NewServer(config.Admin{Listen: "0.0.0.0:9901"}, Sources{}, NewMetrics(Sources{}), zaptest.NewLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "allow_remote") {
-		t.Fatalf("0.0.0.0 without allow_remote: %v", err)
-	}
-	if _, err := NewServer(config.Admin{Listen: "0.0.0.0:0", AllowRemote: true}, Sources{}, NewMetrics(Sources{}), zaptest.NewLogger(t)); err != nil {
-		t.Fatalf("with allow_remote: %v", err)
-	}
-	for _, ok := range []string{"127.0.0.1:9901", "[::1]:9901", "localhost:9901"} {
-		if !isLoopback(ok) {
-			t.Fatalf("%s is loopback", ok)
-		}
-	}
-}

@@ -146,12 +146,13 @@ var (
 	descBytes         = prometheus.NewDesc("l4edge_bytes_total", "Bytes relayed.", []string{"pool", "backend", "direction"}, nil)
 	descBackendUp     = prometheus.NewDesc("l4edge_backend_up", "1 when the backend is healthy.", []string{"pool", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("l4edge_backend_connections_active", "Open connections per backend.", []string{"pool", "backend"}, nil)
+	descPoolPanic     = prometheus.NewDesc("l4edge_pool_panic", "1 while no backend of the pool is healthy and the passively failed are tried anyway.", []string{"pool"}, nil)
 	descCertExpiry    = prometheus.NewDesc("l4edge_certificate_expiry_timestamp_seconds", "Certificate expiry.", []string{"name"}, nil)
 )
 
 // Describe sends the descriptors of the scrape-time metrics.
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActive, descBytes, descBackendUp, descBackendActive, descCertExpiry} {
+	for _, d := range []*prometheus.Desc{descActive, descBytes, descBackendUp, descBackendActive, descPoolPanic, descCertExpiry} {
 		ch <- d
 	}
 }
@@ -221,6 +222,11 @@ func (c *liveCollector) collectBackends(ch chan<- prometheus.Metric) {
 	m := c.m
 	if m.src.Pools != nil {
 		for name, p := range m.src.Pools() {
+			inPanic := 0.0
+			if p.InPanic() {
+				inPanic = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPoolPanic, prometheus.GaugeValue, inPanic, name)
 			for _, b := range p.Backends() {
 				up := 0.0
 				if b.State() == balancer.Healthy {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -48,13 +47,11 @@ type Server struct {
 	done    chan struct{} // closed by Shutdown: ends the sampler and event streams
 }
 
-// NewServer checks the admin address: a non-loopback address needs
-// allow_remote, and is then logged as a warning.
+// NewServer prepares the admin API on cfg.Listen, which validation has
+// checked (config.IsLoopback); a non-loopback address is logged as a
+// warning.
 func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Server, error) {
-	if !isLoopback(cfg.Listen) {
-		if !cfg.AllowRemote {
-			return nil, fmt.Errorf("admin.listen: %q is not a loopback address; set admin.allow_remote: true to expose the admin API", cfg.Listen)
-		}
+	if !config.IsLoopback(cfg.Listen) {
 		log.Warn("admin API exposed beyond loopback", zap.String("address", cfg.Listen))
 	}
 	s := &Server{addr: cfg.Listen, src: src, metrics: m, log: log,
@@ -72,18 +69,6 @@ func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Ser
 	mux.HandleFunc("POST /reload", s.sameOrigin(s.reload))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	return s, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }
 
 // Start binds the admin address and serves in the background.
@@ -235,7 +220,7 @@ func (s *Server) statusDoc() StatusDoc {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		p := pool{Name: n, Policy: pools[n].Config.Policy}
+		p := pool{Name: n, Policy: pools[n].Config.Policy, Panic: pools[n].InPanic()}
 		for _, b := range pools[n].Backends() {
 			bs := backendStatus(b.Snapshot())
 			bs.BytesToBackend, bs.BytesToClient = s.metrics.BackendBytes(open, n, b.Address)

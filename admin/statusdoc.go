@@ -34,8 +34,8 @@ type RouteStatus struct {
 type PoolStatus struct {
 	Name   string `json:"name"`
 	Policy string `json:"policy"`
-	// Panic is true while the pool sends to every backend because too few
-	// are healthy (the balancer's panic mode; false while it has none).
+	// Panic is true while no backend is healthy and the passively failed
+	// are tried anyway.
 	Panic    bool            `json:"panic"`
 	Backends []BackendStatus `json:"backends"`
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"time"
@@ -17,16 +18,31 @@ import (
 	"go.uber.org/zap"
 )
 
-// backendAddrs are the four services of the backend process, or the four
+// backendAddrs are the six services of the backend process, or the six
 // listeners of a proxy in front of them.
 type backendAddrs struct {
-	// Echo echoes every byte; Source writes zeros until the peer goes away.
+	// Echo echoes every byte; Source writes zeros until the peer goes away
+	// (download); Sink reads and discards until the peer goes away (upload).
 	Echo   string `json:"echo"`
 	Source string `json:"source"`
-	// TLSEcho and TLSSource are the same over TLS (the direct reference
-	// for the TLS scenarios; proxies terminate TLS and use the plain ones).
+	Sink   string `json:"sink"`
+	// TLSEcho, TLSSource and TLSSink are the same over TLS (the direct
+	// reference for the TLS scenarios; proxies terminate TLS and use the
+	// plain ones).
 	TLSEcho   string `json:"tls_echo"`
 	TLSSource string `json:"tls_source"`
+	TLSSink   string `json:"tls_sink"`
+	// WS is a WebSocket echo over plain HTTP; WSS the same over TLS (for
+	// the backend, the direct reference). A proxy terminates TLS on WSS
+	// and forwards to WS, and passes WSSPass through to the backend's WSS.
+	WS      string `json:"ws"`
+	WSS     string `json:"wss"`
+	WSSPass string `json:"wss_pass"`
+}
+
+// all lists the addresses in a fixed order.
+func (a backendAddrs) all() []string {
+	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink, a.WS, a.WSS, a.WSSPass}
 }
 
 // backendMain is the `backend` subcommand: it serves until its standard
@@ -55,8 +71,10 @@ func backendMain(args []string, log *zap.Logger) int {
 	}{
 		{&addrs.Echo, echoConn},
 		{&addrs.Source, sourceConn},
+		{&addrs.Sink, sinkConn},
 		{&addrs.TLSEcho, tlsHandler(tlsCfg, echoConn)},
 		{&addrs.TLSSource, tlsHandler(tlsCfg, sourceConn)},
+		{&addrs.TLSSink, tlsHandler(tlsCfg, sinkConn)},
 	}
 	for _, s := range services {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,6 +86,24 @@ func backendMain(args []string, log *zap.Logger) int {
 		*s.dst = ln.Addr().String()
 		go acceptLoop(ln, s.handler, log)
 	}
+	for _, s := range []struct {
+		dst *string
+		tls bool
+	}{{&addrs.WS, false}, {&addrs.WSS, true}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Error("backend: listen on 127.0.0.1:0", zap.Error(err))
+			return exitFatal
+		}
+		defer ln.Close()
+		*s.dst = ln.Addr().String()
+		if s.tls {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(wsEcho), ReadHeaderTimeout: opTimeout}
+		go func() { _ = srv.Serve(ln) }()
+	}
+	addrs.WSSPass = addrs.WSS
 	if err := json.NewEncoder(os.Stdout).Encode(addrs); err != nil {
 		log.Error("backend: announce addresses", zap.Error(err))
 		return exitFatal
@@ -135,6 +171,12 @@ func sourceConn(c net.Conn) {
 			return
 		}
 	}
+}
+
+// sinkConn reads and discards everything until the peer closes.
+func sinkConn(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
 }
 
 // backendProc is the running backend process.

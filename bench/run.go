@@ -51,7 +51,7 @@ func run(ctx context.Context, log *zap.Logger, o options, p params, scens []scen
 	}
 
 	commit := "unknown"
-	if want[targetL4edge] {
+	if want[targetL4edge] || want[targetL4edgeNoIdle] {
 		if tl.L4edge, commit, err = l4edgeBinary(ctx, log, o.l4edge, dir); err != nil {
 			return nil, meta{}, err
 		}

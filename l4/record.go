@@ -10,8 +10,11 @@ import (
 // Close reasons: why a connection ended, as the access log's `close` field
 // and the result label of l4edge_connections_total.
 const (
-	CloseClientClosed        = "client_closed"
-	CloseBackendClosed       = "backend_closed"
+	CloseClientClosed  = "client_closed"
+	CloseBackendClosed = "backend_closed"
+	// CloseBackendReset: the backend reset the connection after it took or
+	// sent bytes; the application's business, never a health failure.
+	CloseBackendReset        = "backend_reset"
 	CloseIdleTimeout         = "idle_timeout"
 	CloseNoRoute             = "no_route"
 	CloseNoBackend           = "no_backend"

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -117,6 +118,16 @@ pools:
 		t.Fatalf("killed backend not unhealthy on the page within 3 s: %v", err)
 	}
 	t.Logf("killed backend shown unhealthy after %s", time.Since(killed).Round(time.Millisecond))
+
+	// The api pool's only backend dies: the pool is in panic, on the page and in l4edge status.
+	procs[2].signal(syscall.SIGKILL)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.querySelector('div[data-pool="api"] .panic') !== null`,
+		chromedp.WithPollingTimeout(3*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("pool api not shown in panic within 3 s: %v", err)
+	}
+	if out, errOut, _ := cli(t, "status", "-admin", adminAddr); !regexp.MustCompile(`(?m)^api \(panic\) +` + regexp.QuoteMeta(backends[2]) + ` +unhealthy `).MatchString(out) {
+		t.Fatalf("l4edge status does not show the panic:\n%s%s", out, errOut)
+	}
 
 	// Another site's page POSTs to the drain endpoint: refused.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
