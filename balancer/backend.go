@@ -74,10 +74,8 @@ type Backend struct {
 	cooldown    time.Duration
 }
 
-// poolState is what a backend needs from its pool: the change hook and the
-// pool-wide "no healthy backend" bookkeeping.
+// poolState is what a backend needs from its pool: the change hook.
 type poolState struct {
-	name     string
 	onChange ChangeFunc
 }
 

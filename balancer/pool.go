@@ -74,7 +74,7 @@ func NewPool(cfg config.Pool, prev *Pool, opts Options) (*Pool, error) {
 		log = zap.NewNop()
 	}
 	p := &Pool{Name: cfg.Name, Config: cfg, log: log.With(zap.String("pool", cfg.Name))}
-	p.state = &poolState{name: cfg.Name}
+	p.state = &poolState{}
 	p.state.onChange = func(b *Backend, old, new State, cause error) {
 		p.logChange(b, old, new, cause)
 		if opts.OnChange != nil {
