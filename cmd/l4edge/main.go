@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command l4edge is a layer-4 edge load balancer: it routes TCP and TLS
 // connections by SNI and ALPN, passes TLS through or terminates it with
 // certificates it obtains over ACME, and splices bytes to healthy backends.
