@@ -19,7 +19,7 @@ import (
 	"runtime/debug"
 )
 
-// Exit codes of SPEC.md.
+// Exit codes, as the README's "Running it" documents them.
 const (
 	exitOK    = 0
 	exitFatal = 1
