@@ -62,7 +62,10 @@ func echoBackend(t *testing.T, name string) string {
 	return ln.Addr().String()
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { t.Helper(); return startWith(t, nil) }
+
+// startWith is start, with tune applied to the admin server before it starts.
+func startWith(t *testing.T, tune func(*Server)) *env {
 	t.Helper()
 	e := &env{}
 	e.backend = []string{echoBackend(t, "a"), echoBackend(t, "b")}
@@ -104,6 +107,9 @@ func start(t *testing.T) *env {
 	e.admin, err = NewServer(config.Admin{Listen: "127.0.0.1:0"}, src, m, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(e.admin)
 	}
 	if err := e.admin.Start(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -34,12 +35,14 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	finished map[bytesKey]float64   // bytes of finished connections
+	byListen map[string]float64     // bytes of finished connections by listener, both ways
 	live     map[uint64]liveCounter // reported bytes of open connections, by connection ID
 }
 
 type bytesKey struct{ pool, backend, direction string }
 
 type liveCounter struct {
+	listener          string
 	pool, backend     string
 	toBackend, toClnt float64
 }
@@ -50,6 +53,7 @@ func NewMetrics(src Sources) *Metrics {
 		reg:      prometheus.NewRegistry(),
 		src:      src,
 		finished: map[bytesKey]float64{},
+		byListen: map[string]float64{},
 		live:     map[uint64]liveCounter{},
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "l4edge_connections_total",
 			Help: "Finished connections by listener, route and close reason."}, []string{"listener", "route", "result"}),
@@ -104,8 +108,10 @@ func (m *Metrics) ConnectionDone(rec *l4.Record) {
 	lc := m.live[rec.ID]
 	delete(m.live, rec.ID)
 	// A counter never goes back: take what was already reported if larger.
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += max(float64(rec.BytesToBackend), lc.toBackend)
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += max(float64(rec.BytesToClient), lc.toClnt)
+	toBackend, toClient := max(float64(rec.BytesToBackend), lc.toBackend), max(float64(rec.BytesToClient), lc.toClnt)
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += toBackend
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += toClient
+	m.byListen[rec.Listener] += toBackend + toClient
 }
 
 // HealthChecked counts one active health check.
@@ -175,24 +181,35 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 // byteTotals returns bytes per pool, backend and direction, open
 // connections included, never below what was reported before.
 func (m *Metrics) byteTotals(open []l4.ConnInfo) map[bytesKey]float64 {
+	byBackend, _ := m.traffic(open)
+	return byBackend
+}
+
+// traffic returns the bytes relayed per pool, backend and direction, and
+// per listener both ways, open connections included.
+func (m *Metrics) traffic(open []l4.ConnInfo) (byBackend map[bytesKey]float64, byListener map[string]float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	totals := make(map[bytesKey]float64, len(m.finished))
-	for k, v := range m.finished {
-		totals[k] = v
+	byBackend = maps.Clone(m.finished)
+	byListener = maps.Clone(m.byListen)
+	m.noteLive(open)
+	for _, lc := range m.live {
+		byBackend[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
+		byBackend[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+		byListener[lc.listener] += lc.toBackend + lc.toClnt
 	}
+	return byBackend, byListener
+}
+
+// noteLive records the byte counts of open connections. m.mu must be held.
+func (m *Metrics) noteLive(open []l4.ConnInfo) {
 	for _, ci := range open {
 		lc := m.live[ci.ID]
-		lc.pool, lc.backend = ci.Pool, ci.Backend
+		lc.listener, lc.pool, lc.backend = ci.Listener, ci.Pool, ci.Backend
 		lc.toBackend = max(lc.toBackend, float64(ci.ReceivedFromClient))
 		lc.toClnt = max(lc.toClnt, float64(ci.ReceivedFromBackend))
 		m.live[ci.ID] = lc
 	}
-	for _, lc := range m.live {
-		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
-		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
-	}
-	return totals
 }
 
 // BackendBytes returns the bytes relayed for one backend each way.
