@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is l4edge's benchmark harness. On loopback it starts a Go
 // echo/source backend (itself, re-executed as `backend`), then l4edge,
 // HAProxy (mode tcp, nbthread 2), nginx (stream, 2 workers) and a direct
