@@ -129,33 +129,50 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 // freeAddrs reserves four distinct loopback ports (they are released just
 // before the proxy binds them).
 func freeAddrs() (backendAddrs, error) {
+	a, err := reservePorts(4)
+	if err != nil {
+		return backendAddrs{}, err
+	}
+	return backendAddrs{Echo: a[0], Source: a[1], TLSEcho: a[2], TLSSource: a[3]}, nil
+}
+
+// reservePorts returns n distinct free loopback addresses; the ports are
+// released on return, just before a child process binds them.
+func reservePorts(n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}()
-	for range 4 {
+	addrs := make([]string, 0, n)
+	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return backendAddrs{}, fmt.Errorf("reserve a loopback port: %w", err)
+			return nil, fmt.Errorf("reserve a loopback port: %w", err)
 		}
 		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
 	}
-	a := func(i int) string { return lns[i].Addr().String() }
-	return backendAddrs{Echo: a(0), Source: a(1), TLSEcho: a(2), TLSSource: a(3)}, nil
+	return addrs, nil
 }
 
 // waitListening polls until every address accepts a TCP connection, the
 // process exits, or limit passes.
 func waitListening(ctx context.Context, p *proc, a backendAddrs, limit time.Duration) error {
+	return waitAccepting(ctx, p, []string{a.Echo, a.Source, a.TLSEcho, a.TLSSource}, limit)
+}
+
+// waitAccepting polls until every one of addrs accepts a TCP connection,
+// the process exits, or limit passes (then it stops the process).
+func waitAccepting(ctx context.Context, p *proc, addrs []string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		if err := p.exitErr(); err != nil {
 			return err
 		}
 		var lastErr error
-		for _, addr := range []string{a.Echo, a.Source, a.TLSEcho, a.TLSSource} {
+		for _, addr := range addrs {
 			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err != nil {
 				lastErr = err

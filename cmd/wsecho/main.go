@@ -1,14 +1,18 @@
 // Command wsecho is l4edge's demo and test backend: a WebSocket echo server
 // on any path (a text "whoami" is answered with its name, and the 101
 // carries X-Backend-Name), which echoes raw TCP when the first bytes are not
-// HTTP. With -dial it is a small interactive WebSocket client instead.
+// HTTP. With -cert and -key it serves both inside TLS (a backend behind a
+// passthrough route). With -dial it is a small interactive WebSocket client
+// instead.
 //
 //	wsecho -listen 127.0.0.1:9001 -name backend-1
+//	wsecho -listen 127.0.0.1:9443 -cert cert.pem -key key.pem
 //	wsecho -dial wss://localhost:8443/ -insecure
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +31,8 @@ func main() {
 	name := flag.String("name", hostname, "name this backend reports")
 	dial := flag.String("dial", "", "act as a client: ws:// or wss:// URL to connect to")
 	insecure := flag.Bool("insecure", false, "with -dial: do not verify the server certificate")
+	certFile := flag.String("cert", "", "serve TLS with this certificate (PEM); needs -key")
+	keyFile := flag.String("key", "", "the private key (PEM) of -cert")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "wsecho: unexpected argument %q\n", flag.Arg(0))
@@ -44,6 +50,14 @@ func main() {
 	if err != nil {
 		log.Error("listen", zap.String("address", *listen), zap.Error(err))
 		os.Exit(1)
+	}
+	if *certFile != "" || *keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Error("load the TLS certificate (give both -cert and -key)", zap.String("cert", *certFile), zap.String("key", *keyFile), zap.Error(err))
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	log.Info("wsecho listening", zap.Stringer("address", ln.Addr()), zap.String("name", *name))
 	s := newServer(*name, log)
