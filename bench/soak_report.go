@@ -85,7 +85,7 @@ func (r *soakResult) judge() soakVerdict {
 		}
 	}
 	if nErrs > 0 {
-		v.problems = append(v.problems, fmt.Sprintf("%d errors no injected fault explains; the first: %s", nErrs, strings.Join(errs, "; ")))
+		v.problems = append(v.problems, fmt.Sprintf("%d errors no injected fault explains; the first: %s", nErrs, strings.TrimSpace(errs[0])))
 	}
 	return v
 }

@@ -46,18 +46,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listenOn(*listen, *certFile, *keyFile)
 	if err != nil {
 		log.Error("listen", zap.String("address", *listen), zap.Error(err))
 		os.Exit(1)
-	}
-	if *certFile != "" || *keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			log.Error("load the TLS certificate (give both -cert and -key)", zap.String("cert", *certFile), zap.String("key", *keyFile), zap.Error(err))
-			os.Exit(1)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	log.Info("wsecho listening", zap.Stringer("address", ln.Addr()), zap.String("name", *name))
 	s := newServer(*name, log)
@@ -73,4 +65,25 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s.shutdown(ctx)
+}
+
+// listenOn listens on addr, inside TLS with the certificate and key files
+// when either is given.
+func listenOn(addr, certFile, keyFile string) (net.Listener, error) {
+	var cfg *tls.Config
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load the TLS certificate %q and key %q (give both -cert and -key): %w", certFile, keyFile, err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	return ln, nil
 }
