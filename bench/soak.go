@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +89,7 @@ type soakResult struct {
 	m       meta
 	samples []soakSample
 	ledger  *soakLedger
+	logs    map[string]int64 // l4edge's log lines by level and message
 	elapsed time.Duration
 }
 
@@ -129,9 +131,18 @@ func runSoak(ctx context.Context, log *zap.Logger, o options, p soakParams) (*so
 	}
 	held.closeAll(l)
 	sc.stopL4edge(l)
+	logs, err := sc.logSummary()
+	if err != nil {
+		l.unexplained("l4edge log", err)
+	}
+	for k := range logs {
+		if strings.HasPrefix(k, "panic") || strings.HasPrefix(k, "fatal") || strings.HasPrefix(k, "dpanic") || strings.HasPrefix(k, "raw") {
+			l.unexplained("l4edge log", fmt.Errorf("%d lines of %q; the log ends with:\n%s", logs[k], k, sc.l4edge.tail.String()))
+		}
+	}
 	m := collectMeta(tools{L4edge: sc.bin}, sc.commit)
 	m.elapsed = time.Since(start)
-	return &soakResult{p: p, m: m, samples: samples, ledger: l, elapsed: time.Since(start)}, nil
+	return &soakResult{p: p, m: m, samples: samples, ledger: l, logs: logs, elapsed: time.Since(start)}, nil
 }
 
 // waitGroupWithin waits for wg at most d and reports whether it finished.

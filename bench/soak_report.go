@@ -146,6 +146,13 @@ func soakDocument(r *soakResult, v soakVerdict, chart string) string {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.logs) > 0 {
+		b.WriteString("l4edge's own log (level: message, lines):\n\n")
+		for _, k := range slices.Sorted(maps.Keys(r.logs)) {
+			fmt.Fprintf(&b, "- %s: %d\n", k, r.logs[k])
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "## The four lines (sampled every %v, %d samples)\n\n", p.sampleEvery, len(r.samples))
 	b.WriteString("| line | start | peak | end | 2nd-quarter mean | last-quarter mean | change | bound |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, st := range v.lines {

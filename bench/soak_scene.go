@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,6 +93,7 @@ type soakScene struct {
 	spare      string // the spare listener's address, on or off
 	confPath   string
 	l4edge     *proc
+	logFile    *os.File // everything l4edge wrote
 	backends   []*proc
 	backArgs   [][]string
 	admin      *http.Client
@@ -145,6 +149,14 @@ func newSoakScene(ctx context.Context, log *zap.Logger, o options, p soakParams,
 	cmd := exec.Command(sc.bin, "run", "-config", sc.confPath)
 	cmd.Dir = dir
 	sc.l4edge = newProc("l4edge", cmd)
+	logFile, err := os.Create(filepath.Join(dir, "l4edge.log"))
+	if err != nil {
+		sc.close(log)
+		return nil, fmt.Errorf("create l4edge's log file: %w", err)
+	}
+	sc.logFile = logFile
+	cmd.Stderr = io.MultiWriter(sc.l4edge.tail, logFile)
+	cmd.Stdout = cmd.Stderr
 	if err := sc.l4edge.start(); err != nil {
 		sc.close(log)
 		return nil, err
@@ -207,4 +219,32 @@ func (sc *soakScene) close(log *zap.Logger) {
 			_ = b.stop(3 * time.Second)
 		}
 	}
+	if sc.logFile != nil {
+		_ = sc.logFile.Close()
+	}
+}
+
+// logSummary counts l4edge's log lines by level and message (its logs are
+// JSON, one object a line); lines that are not JSON count as "raw".
+func (sc *soakScene) logSummary() (map[string]int64, error) {
+	b, err := os.ReadFile(sc.logFile.Name())
+	if err != nil {
+		return nil, fmt.Errorf("read l4edge's log: %w", err)
+	}
+	out := map[string]int64{}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(line, &e) != nil || e.Level == "" {
+			out["raw (not JSON)"]++
+			continue
+		}
+		out[e.Level+": "+e.Msg]++
+	}
+	return out, nil
 }
