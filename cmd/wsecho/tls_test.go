@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"go.uber.org/zap/zaptest"
 )
 
 // writeTestCert writes a self-signed certificate for localhost and its key
@@ -63,17 +62,7 @@ func TestTLSEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer("tls1", zaptest.NewLogger(t))
-	done := make(chan struct{})
-	go func() { _ = s.serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s.shutdown(ctx)
-	})
-	addr := ln.Addr().String()
+	addr := serveOn(t, ln, "tls1")
 	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
