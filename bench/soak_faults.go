@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// every calls fn at first, first+period, ... until ctx ends.
+// every calls fn at first, first+period, ... after its start (a slow fn
+// delays only its own call, not the schedule) until ctx ends.
 func every(ctx context.Context, first, period time.Duration, fn func(n int)) {
+	t0 := time.Now()
 	timer := time.NewTimer(first)
 	defer timer.Stop()
 	for n := 0; n < maxOps; n++ {
@@ -19,7 +21,7 @@ func every(ctx context.Context, first, period time.Duration, fn func(n int)) {
 		case <-timer.C:
 		}
 		fn(n)
-		timer.Reset(period)
+		timer.Reset(time.Until(t0.Add(first + time.Duration(n+1)*period)))
 	}
 }
 

@@ -121,7 +121,7 @@ func soakDocument(r *soakResult, v soakVerdict, chart string) string {
 	p, m := r.p, r.m
 	counts, explained, errs, nErrs, durs := r.ledger.snapshot()
 	b.WriteString("# l4edge soak\n\n")
-	fmt.Fprintf(&b, "`make soak` (`go run ./bench -soak %v`), %s; l4edge %s.\n", p.dur, m.date.UTC().Format("2006-01-02 15:04 MST"), m.l4edge)
+	fmt.Fprintf(&b, "`make soak` (`go run ./bench -soak %v`), %s; `l4edge version`: %s.\n", p.dur, m.date.UTC().Format("2006-01-02 15:04 MST"), m.l4edge)
 	fmt.Fprintf(&b, "Machine: %d cores (%s), %s, Linux %s, %s, descriptor limit %d. Whole run %v.\n\n",
 		m.nproc, m.cpu, m.memory, m.kernel, m.goVersion, m.noFile, m.elapsed.Round(time.Second))
 	b.WriteString("## What ran, all at once\n\n")
