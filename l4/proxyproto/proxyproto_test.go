@@ -207,8 +207,17 @@ func FuzzRead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		h, err := Read(r)
-		if read := len(in) - r.Len(); read > 16+MaxV2Len {
+		read := len(in) - r.Len()
+		if read > 16+MaxV2Len {
 			t.Fatalf("read %d bytes", read)
+		}
+		// The header arrives in TCP segments of any size: one byte at a time
+		// gives the same answer and consumes exactly the same bytes (what
+		// follows belongs to the ClientHello).
+		r1 := bytes.NewReader(in)
+		h1, err1 := Read(iotest.OneByteReader(r1))
+		if read1 := len(in) - r1.Len(); read1 != read || (err == nil) != (err1 == nil) || !reflect.DeepEqual(h, h1) {
+			t.Fatalf("byte by byte: %+v, %v after %d bytes; at once: %+v, %v after %d bytes", h1, err1, read1, h, err, read)
 		}
 		if err != nil || h.Command != Proxy || !h.Source.IsValid() {
 			return
