@@ -230,17 +230,7 @@ func TestBackendKilledUnderOpenConnections(t *testing.T) {
 	waitListening(t, victimAddr, 10*time.Second)
 	waitListening(t, otherAddr, 10*time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	l4 := startL4edge(t, fmt.Sprintf(`
-log: {level: info, format: json}
-listeners:
-  - name: edge
-    listen: %s
-    routes: [{name: all, pool: p}]
-pools:
-  p:
-    connect_timeout: 1s
-    backends: [{address: %s}, {address: %s}]
-`, addr, victimAddr, otherAddr), addr)
+	l4 := startL4edge(t, edgeConfig(addr, "", "", victimAddr, otherAddr), addr)
 	pid := l4.cmd.Process.Pid
 	msg := func(i int) []byte { return []byte(fmt.Sprintf("message %08d\n", i)) } // 8+ bytes: wsecho echoes at once
 	roundTrip := func(c net.Conn, i int) error {

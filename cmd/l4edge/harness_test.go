@@ -333,3 +333,23 @@ func poolStatus(t *testing.T, adminAddr, pool string) (inPanic bool, states map[
 	t.Fatalf("GET /status: no pool %q", pool)
 	return false, nil
 }
+
+// edgeConfig is one listener "edge" on listen in front of pool "p" of the
+// given backends (log at info, as JSON); admin, when not "", is the admin
+// listener; pool holds more keys of the pool, each line indented four
+// spaces and ending in a newline.
+func edgeConfig(listen, admin, pool string, backends ...string) string {
+	var b strings.Builder
+	b.WriteString("log: {level: info, format: json}\n")
+	if admin != "" {
+		fmt.Fprintf(&b, "admin: {listen: %s}\n", admin)
+	}
+	fmt.Fprintf(&b, "listeners:\n  - name: edge\n    listen: %s\n    routes: [{name: all, pool: p}]\n", listen)
+	b.WriteString("pools:\n  p:\n    connect_timeout: 1s\n")
+	b.WriteString(pool)
+	b.WriteString("    backends:\n")
+	for _, a := range backends {
+		fmt.Fprintf(&b, "      - address: %s\n", a)
+	}
+	return b.String()
+}

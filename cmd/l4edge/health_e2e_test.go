@@ -28,22 +28,11 @@ func TestKillBackendUnderLoad(t *testing.T) {
 		startBackend(i)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`
-log: {level: info, format: json}
-listeners:
-  - name: edge
-    listen: %s
-    routes: [{name: all, pool: p}]
-pools:
-  p:
-    connect_timeout: 1s
-    connect_attempts: 3
-    backends:
-      - address: 127.0.0.1:%d
-      - address: 127.0.0.1:%d
-      - address: 127.0.0.1:%d
-    health: {check: websocket, path: /, interval: 200ms, timeout: 300ms, rise: 2, fall: 2}
-`, addr, ports[0], ports[1], ports[2])
+	var addrs []string
+	for _, p := range ports {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	cfg := edgeConfig(addr, "", "    connect_attempts: 3\n    health: {check: websocket, path: /, interval: 200ms, timeout: 300ms, rise: 2, fall: 2}\n", addrs...)
 	l4 := startL4edge(t, cfg, addr)
 	victim := fmt.Sprintf("127.0.0.1:%d", ports[1])
 

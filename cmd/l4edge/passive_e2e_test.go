@@ -17,27 +17,6 @@ import (
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
-// passiveConfig is one listener in front of one pool of the given backends,
-// with an admin listener and no active check: passive health alone.
-func passiveConfig(listen, admin, pool string, backends ...string) string {
-	var b strings.Builder
-	for _, a := range backends {
-		fmt.Fprintf(&b, "      - address: %s\n", a)
-	}
-	return fmt.Sprintf(`
-log: {level: info, format: json}
-admin: {listen: %s}
-listeners:
-  - name: edge
-    listen: %s
-    routes: [{name: all, pool: p}]
-pools:
-  p:
-    connect_timeout: 1s
-%s    backends:
-%s`, admin, listen, pool, b.String())
-}
-
 // iperf3 uploads through l4edge five times in a row: its data stream never
 // replies and its server may reset it at the end, which is the
 // application's business. Every run succeeds and the backend stays healthy.
@@ -56,7 +35,7 @@ func TestIperf3UploadKeepsBackendHealthy(t *testing.T) {
 	addr, admin := fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	// passive_fall 1: a single connection counted as a failure would take
 	// the only backend out, as it did before the rule was right.
-	l4 := startProc(t, filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, passiveConfig(addr, admin, "    passive_fall: 1\n", backend)))
+	l4 := startProc(t, filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, edgeConfig(addr, admin, "    passive_fall: 1\n", backend)))
 	l4.waitLog(10*time.Second, `"msg":"listening"`)
 	retries := 0
 	for run := 1; run <= 5; run++ {
@@ -135,7 +114,7 @@ func TestResetAfterRequestIsNotAFailure(t *testing.T) {
 	})
 	ports := freePorts(t, 2)
 	addr, admin := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	l4 := startL4edge(t, passiveConfig(addr, admin, "    passive_fall: 1\n", backend), addr)
+	l4 := startL4edge(t, edgeConfig(addr, admin, "    passive_fall: 1\n", backend), addr)
 	served, reset := 0, 0 // reset: connections the backend cut
 	for i := range 100 {
 		c := dialTCP(t, addr)
@@ -176,7 +155,7 @@ func TestRefusingBackendOutAfterThreeThenBack(t *testing.T) {
 	backend := l4test.Refusing(t, 1)[0]
 	ports := freePorts(t, 2)
 	addr, admin := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	l4 := startL4edge(t, passiveConfig(addr, admin, "    connect_attempts: 1\n    passive_cooldown: 1h\n", backend), addr)
+	l4 := startL4edge(t, edgeConfig(addr, admin, "    connect_attempts: 1\n    passive_cooldown: 1h\n", backend), addr)
 	failures := func() int { return l4.countLog(`"close":"dial_failed"`) }
 	fail := func() {
 		want := failures() + 1
