@@ -34,6 +34,12 @@ type Sources struct {
 	Config       func() *config.Config
 	Reload       func(ctx context.Context) error
 	Ready        func() error // nil when ready
+	// Storage and Cluster feed /status; Cluster is nil without shared storage.
+	Storage func() StorageStatus
+	Cluster func() *ClusterStatus
+	// Drain applies a drain (on) or enable of one backend in a scope
+	// (local or cluster); nil drains the backend locally only.
+	Drain func(pool, backend, scope string, on bool) error
 }
 
 // Server is the admin HTTP listener.
@@ -132,8 +138,24 @@ func (s *Server) setDrain(on bool) http.HandlerFunc {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("pool %q has no backend %q", name, addr)})
 			return
 		}
-		b.SetDraining(on)
-		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on))
+		scope, ok := drainScope(w, r)
+		if !ok {
+			return
+		}
+		if s.src.Drain == nil {
+			b.SetDraining(on)
+		} else if err := s.src.Drain(name, addr, scope, on); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on), zap.String("scope", scope))
+		if scope == ScopeCluster {
+			writeJSON(w, http.StatusOK, struct {
+				BackendStatus
+				Scope string `json:"scope"`
+			}{backendStatus(b.Snapshot()), scope})
+			return
+		}
 		writeJSON(w, http.StatusOK, backendStatus(b.Snapshot()))
 	}
 }
@@ -204,10 +226,19 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		Issuer   string    `json:"issuer"`
 	}
 	out := struct {
-		Listeners    []listener `json:"listeners"`
-		Pools        []pool     `json:"pools"`
-		Certificates []cert     `json:"certificates"`
+		Listeners    []listener     `json:"listeners"`
+		Pools        []pool         `json:"pools"`
+		Certificates []cert         `json:"certificates"`
+		Storage      *StorageStatus `json:"storage,omitempty"`
+		Cluster      *ClusterStatus `json:"cluster,omitempty"`
 	}{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+	if s.src.Storage != nil {
+		st := s.src.Storage()
+		out.Storage = &st
+	}
+	if s.src.Cluster != nil {
+		out.Cluster = s.src.Cluster()
+	}
 
 	open := s.src.Connections()
 	active := map[[2]string]int{}

@@ -17,6 +17,7 @@ import (
 	"github.com/l4edge/l4edge/health"
 	"github.com/l4edge/l4edge/l4"
 	"github.com/l4edge/l4edge/tlsterm"
+	"github.com/l4edge/l4edge/tlsterm/redisstore"
 )
 
 // app wires one running l4edge: the server, the certificate manager, the
@@ -31,6 +32,7 @@ type app struct {
 	hooks  *hooks
 
 	adminSrv *admin.Server
+	store    *redisstore.Storage // shared storage; nil for tls.storage.file
 
 	mu       sync.Mutex // serializes start, reload and stop
 	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
@@ -107,6 +109,14 @@ func (a *app) startAdmin() error {
 func (a *app) start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if r := a.cfg.TLS.Storage.Redis; r != nil {
+		st, err := openStorage(ctx, r, a.log, a.hooks.storageOp, a.hooks.storageState)
+		if err != nil {
+			return err
+		}
+		a.store = st
+		a.certs.UseStorage(st)
+	}
 	if _, err := a.apply(ctx, a.cfg); err != nil {
 		return err
 	}
@@ -220,6 +230,10 @@ func (a *app) stop(ctx context.Context) error {
 	a.checkers = nil
 	if cerr := a.certs.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if a.store != nil {
+		_ = a.store.Close()
+		a.store = nil
 	}
 	return err
 }
