@@ -28,14 +28,15 @@ func (s *Storage) Health() (up bool, lastError string) {
 // observe records an operation: a reply from Redis (even an error reply or
 // a missing key) shows it up, a network failure shows it down. A state
 // change is logged once.
-func (s *Storage) observe(op, result string, err error) {
+// cause is go-redis's error, err the one reported.
+func (s *Storage) observe(op, result string, cause, err error) {
 	if s.opts.Observe != nil {
 		s.opts.Observe(op, result)
 	}
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(cause, context.Canceled) {
 		return
 	}
-	s.setUp(!unreachable(err), err)
+	s.setUp(!unreachable(cause), err)
 }
 
 func (s *Storage) setUp(up bool, err error) {

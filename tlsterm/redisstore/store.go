@@ -301,7 +301,7 @@ func (s *Storage) under(ctx context.Context, dir string, limit int64) ([]string,
 // done records an operation's result and turns redis.Nil into
 // fs.ErrNotExist, naming the key.
 func (s *Storage) done(op, key string, err error) error {
-	result := "ok"
+	result, cause := "ok", err
 	switch {
 	case err == nil:
 	case errors.Is(err, redis.Nil):
@@ -311,6 +311,6 @@ func (s *Storage) done(op, key string, err error) error {
 		result = "error"
 		err = fmt.Errorf("redis %s: %s %q: %w", s.Where(), op, key, err)
 	}
-	s.observe(op, result, err)
+	s.observe(op, result, cause, err)
 	return err
 }
