@@ -78,7 +78,8 @@ func (a *app) sources() admin.Sources {
 			defer a.cfgMu.Unlock()
 			return a.cfg
 		},
-		Reload: a.reload,
+		Reload:  a.reload,
+		Storage: a.storageStatus,
 		Ready: func() error {
 			if a.server.Runtime() == nil {
 				return errors.New("listeners not bound yet")
@@ -86,6 +87,17 @@ func (a *app) sources() admin.Sources {
 			return nil
 		},
 	}
+}
+
+// storageStatus is the storage section of /status.
+func (a *app) storageStatus() admin.StorageStatus {
+	if a.store == nil {
+		a.cfgMu.Lock()
+		defer a.cfgMu.Unlock()
+		return admin.StorageStatus{Kind: "file", Address: a.cfg.TLS.Storage.File, Up: true}
+	}
+	up, last := a.store.Health()
+	return admin.StorageStatus{Kind: "redis", Address: a.store.Where(), Up: up, LastError: last}
 }
 
 // startAdmin serves the admin endpoints when admin.listen is set.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,11 @@ func redisConfig(p *pebble, listen, admin, redisAddr, redisExtra string, names [
 		odLine = "    on_demand: {allow: [" + onDemand + "]}"
 	}
 	if len(names) > 0 {
-		match = "        match: {sni: [" + strings.Join(names, ", ") + "]}"
+		sni := slices.Clone(names)
+		if onDemand != "" {
+			sni = append(sni, onDemand)
+		}
+		match = "        match: {sni: [" + strings.Join(sni, ", ") + "]}"
 	}
 	return fmt.Sprintf(`
 log: {level: info, format: json}
