@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -87,6 +88,9 @@ const (
 	ScopeLocal   = "local"
 	ScopeCluster = "cluster"
 )
+
+// ErrNoCluster is Sources.Drain's answer to scope cluster without shared storage.
+var ErrNoCluster = errors.New("scope cluster needs shared storage: set tls.storage.redis")
 
 // drainScope reads ?scope=, answering 400 itself for anything but local,
 // cluster or nothing.

@@ -145,7 +145,11 @@ func (s *Server) setDrain(on bool) http.HandlerFunc {
 		if s.src.Drain == nil {
 			b.SetDraining(on)
 		} else if err := s.src.Drain(name, addr, scope, on); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrNoCluster) {
+				code = http.StatusBadRequest
+			}
+			writeJSON(w, code, map[string]string{"error": err.Error()})
 			return
 		}
 		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on), zap.String("scope", scope))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/cluster"
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/health"
 	"github.com/l4edge/l4edge/l4"
@@ -33,6 +34,7 @@ type app struct {
 
 	adminSrv *admin.Server
 	store    *redisstore.Storage // shared storage; nil for tls.storage.file
+	cluster  *cluster.Cluster    // heartbeats and shared drains; nil without store
 
 	mu       sync.Mutex // serializes start, reload and stop
 	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
@@ -80,6 +82,8 @@ func (a *app) sources() admin.Sources {
 		},
 		Reload:  a.reload,
 		Storage: a.storageStatus,
+		Cluster: a.clusterStatus,
+		Drain:   a.drain,
 		Ready: func() error {
 			if a.server.Runtime() == nil {
 				return errors.New("listeners not bound yet")
@@ -131,6 +135,9 @@ func (a *app) start(ctx context.Context) error {
 	}
 	if _, err := a.apply(ctx, a.cfg); err != nil {
 		return err
+	}
+	if a.store != nil {
+		a.cluster = a.startCluster()
 	}
 	return a.startAdmin()
 }
@@ -207,6 +214,9 @@ func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error
 	}
 	a.pools = pools
 	a.hooks.setPools(pools)
+	if a.cluster != nil {
+		a.cluster.Reapply()
+	}
 	return changes, nil
 }
 
@@ -242,6 +252,10 @@ func (a *app) stop(ctx context.Context) error {
 	a.checkers = nil
 	if cerr := a.certs.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if a.cluster != nil {
+		a.cluster.Close()
+		a.cluster = nil
 	}
 	if a.store != nil {
 		_ = a.store.Close()

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +69,7 @@ func TestClusterRedisDown(t *testing.T) {
 
 	srv.Stop()
 	for _, pr := range procs {
-		pr.waitLog(10*time.Second, "storage unavailable")
+		pr.waitLog(20*time.Second, "storage unavailable")
 	}
 	var st statusStorage
 	getJSON(t, "http://"+admins[0]+"/status", &st)
@@ -103,11 +105,23 @@ func TestClusterRedisDown(t *testing.T) {
 	back := time.Now()
 	srv.Restart()
 	for _, pr := range procs {
-		pr.waitLog(10*time.Second, "storage recovered")
+		pr.waitLog(20*time.Second, "storage recovered")
 	}
 	waitCertificate(t, p, addrs[0], "fresh.od.test", 30*time.Second)
 	t.Logf("Redis back to a new on-demand certificate: %s", time.Since(back).Round(time.Millisecond))
 	waitCertificate(t, p, addrs[0], "during.od.test", 30*time.Second)
+	// Redis came back empty: the members write back the certificates they
+	// hold within a heartbeat, and none is ordered again.
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := range names {
+		for srv.Command("EXISTS", "l4edge:v:"+certKey(t, p, n)) != ":1" {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not written back to the emptied Redis", n)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	checkOrderedOnce(t, p, append(slices.Clone(names), "during.od.test", "fresh.od.test"))
 	for i, pr := range procs {
 		if n := pr.countLog("storage unavailable"); n != 1 {
 			t.Errorf("instance %d logged storage unavailable %d times", i, n)
@@ -128,4 +142,15 @@ func TestClusterRedisDown(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// certKey is certmagic's storage key of name's certificate from p.
+func certKey(t *testing.T, p *pebble, name string) string {
+	t.Helper()
+	u, err := url.Parse(p.DirectoryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := strings.ReplaceAll(u.Host, ":", "-") + strings.ReplaceAll(u.Path, "/", "-")
+	return "certificates/" + issuer + "/" + name + "/" + name + ".crt"
 }
