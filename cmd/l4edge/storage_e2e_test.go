@@ -14,10 +14,14 @@ import (
 )
 
 // redisConfig is a terminating route for names with ACME certificates
-// from p, kept in the Redis at redisAddr; redisExtra adds keys under
-// tls.storage.redis (indented six spaces).
+// from p, kept in the Redis at redisAddr (none when empty); redisExtra adds
+// keys under tls.storage.redis (indented six spaces).
 func redisConfig(p *pebble, listen, admin, redisAddr, redisExtra string, names []string, onDemand string) string {
 	adminLine, odLine, match := "", "", ""
+	redisLines := redisExtra
+	if redisAddr != "" {
+		redisLines = "      address: " + redisAddr + "\n" + redisExtra
+	}
 	if admin != "" {
 		adminLine = "admin: {listen: " + admin + "}"
 	}
@@ -43,7 +47,6 @@ tls:
 %s
   storage:
     redis:
-      address: %s
 %s
 listeners:
   - name: edge
@@ -56,7 +59,7 @@ listeners:
 pools:
   echo:
     backends: [{address: "127.0.0.1:1"}]
-`, adminLine, p.DirectoryURL, p.RootsFile, odLine, redisAddr, redisExtra, listen, match)
+`, adminLine, p.DirectoryURL, p.RootsFile, odLine, redisLines, listen, match)
 }
 
 // runFails runs l4edge on cfg, expects exit 1 within the time given, and

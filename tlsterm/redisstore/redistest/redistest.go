@@ -73,8 +73,8 @@ func (s *Server) args() []string {
 		conf := filepath.Join(s.dir, "sentinel.conf")
 		host, mport, _ := net.SplitHostPort(s.opts.Monitor)
 		body := fmt.Sprintf("port %s\nbind 127.0.0.1\nprotected-mode no\ndir %s\n"+
-			"sentinel monitor %s %s %s 2\nsentinel down-after-milliseconds %[4]s 1000\n"+
-			"sentinel failover-timeout %[4]s 5000\nsentinel parallel-syncs %[4]s 1\n",
+			"sentinel monitor %s %s %s 2\nsentinel down-after-milliseconds %[3]s 1000\n"+
+			"sentinel failover-timeout %[3]s 5000\nsentinel parallel-syncs %[3]s 1\n",
 			port, s.dir, s.opts.MasterName, host, mport)
 		if _, err := os.Stat(conf); err != nil { // a restart keeps what the sentinel learned
 			if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
