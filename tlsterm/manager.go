@@ -147,6 +147,7 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) (*Set, error) {
 		}
 		st.setManaged(set.acmeNames)
 		slices.Sort(acmeNames)
+		st.dropUnusable(ctx, acmeNames, m.log.Named("acme"))
 		if err := st.magic.ManageAsync(ctx, acmeNames); err != nil {
 			return nil, fmt.Errorf("tls.acme: manage %v: %w", acmeNames, err)
 		}

@@ -132,3 +132,37 @@ func TestRedisBadStart(t *testing.T) {
 		}
 	})
 }
+
+// A certificate key under the prefix holding garbage (a wrong type, or
+// bytes that are no PEM) makes l4edge obtain the certificate again; it
+// does not crash.
+func TestRedisGarbageKey(t *testing.T) {
+	ports := freePorts(t, 2)
+	p := startPebble(t, ports[0], ports[1])
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	srv := redistest.Start(t, redistest.Options{})
+	cfg := redisConfig(p, addr, "", srv.Addr, "", []string{"g1.test", "g2.test"}, "")
+	first := startL4edge(t, cfg, addr)
+	waitCertificate(t, p, addr, "g1.test", 30*time.Second)
+	waitCertificate(t, p, addr, "g2.test", 30*time.Second)
+	first.signal(15)
+	first.wait(15 * time.Second)
+
+	if got := srv.Command("HSET", "l4edge:v:"+certKey(t, p, "g1.test"), "data", "garbage"); got != ":0" {
+		t.Fatalf("HSET: %s", got)
+	}
+	srv.Command("DEL", "l4edge:v:"+certKey(t, p, "g2.test"))
+	if got := srv.Command("SET", "l4edge:v:"+certKey(t, p, "g2.test"), "garbage"); got != "+OK" {
+		t.Fatalf("SET: %s", got)
+	}
+	second := startL4edge(t, cfg, addr)
+	waitCertificate(t, p, addr, "g1.test", 30*time.Second)
+	waitCertificate(t, p, addr, "g2.test", 30*time.Second)
+	if got := p.ordered(); len(got) != 4 {
+		t.Fatalf("orders %v: want each name ordered again", got)
+	}
+	second.signal(15)
+	if code := second.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}

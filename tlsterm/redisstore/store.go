@@ -166,6 +166,7 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.valueKey(key)) // whatever was there, even of another type
 		p.HSet(ctx, s.valueKey(key), "data", value, "mod", strconv.FormatInt(time.Now().UnixNano(), 10))
 		p.ZAdd(ctx, s.indexKey(), redis.Z{Member: key})
 		return nil
@@ -307,6 +308,9 @@ func (s *Storage) done(op, key string, err error) error {
 	case errors.Is(err, redis.Nil):
 		result = "not_found"
 		err = fmt.Errorf("redis %s: key %q: %w", s.Where(), key, fs.ErrNotExist)
+	case strings.HasPrefix(err.Error(), "WRONGTYPE"):
+		result = "error"
+		err = fmt.Errorf("redis %s: %s %q: %w (%w: not written by l4edge)", s.Where(), op, key, err, fs.ErrInvalid)
 	default:
 		result = "error"
 		err = fmt.Errorf("redis %s: %s %q: %w", s.Where(), op, key, err)

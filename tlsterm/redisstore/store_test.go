@@ -150,10 +150,17 @@ func TestGarbageValue(t *testing.T) {
 	if got := srv.Command("SET", "g:v:certificates/x.crt", "garbage"); got != "+OK" {
 		t.Fatal(got)
 	}
-	if _, err := s.Load(context.Background(), "certificates/x.crt"); err == nil || errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("want a WRONGTYPE error, got %v", err)
+	ctx := context.Background()
+	if _, err := s.Load(ctx, "certificates/x.crt"); !errors.Is(err, fs.ErrInvalid) || errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("want a WRONGTYPE error wrapping fs.ErrInvalid, got %v", err)
 	}
 	if up, _ := s.Health(); !up {
 		t.Fatal("an error reply marked Redis down")
+	}
+	if err := s.Store(ctx, "certificates/x.crt", []byte("good")); err != nil {
+		t.Fatalf("Store over a foreign value: %v", err)
+	}
+	if v, err := s.Load(ctx, "certificates/x.crt"); err != nil || string(v) != "good" {
+		t.Fatalf("%q %v", v, err)
 	}
 }
