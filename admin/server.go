@@ -143,6 +143,10 @@ func (s *Server) setDrain(on bool) http.HandlerFunc {
 			return
 		}
 		if s.src.Drain == nil {
+			if scope == ScopeCluster {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": ErrNoCluster.Error()})
+				return
+			}
 			b.SetDraining(on)
 		} else if err := s.src.Drain(name, addr, scope, on); err != nil {
 			code := http.StatusServiceUnavailable

@@ -51,7 +51,7 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 	storage := m.storage
 	if storage == nil {
 		if cfg.TLS.Storage.Redis != nil {
-			return nil, errors.New("tls.storage.redis: the shared storage was not opened")
+			return nil, errors.New("tls.storage.redis: switching from file to Redis storage takes a restart")
 		}
 		storage = &certmagic.FileStorage{Path: cfg.TLS.Storage.File}
 	}

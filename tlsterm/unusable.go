@@ -33,7 +33,7 @@ func (st *acmeState) dropUnusable(ctx context.Context, names []string, log *zap.
 		case errors.Is(kerr, fs.ErrInvalid):
 			cause = kerr
 		case cerr != nil || (kerr != nil && !errors.Is(kerr, fs.ErrNotExist)):
-			continue // unreachable, or an error not about the value
+			return // storage unreachable: do not wait on it for every name
 		case kerr != nil:
 			cause = kerr // a certificate without its key
 		default:

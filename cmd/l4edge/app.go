@@ -165,6 +165,9 @@ func (a *app) reload(ctx context.Context) error {
 			a.level.SetLevel(lvl.Level())
 		}
 	}
+	if !reflect.DeepEqual(cfg.TLS.Storage, a.cfg.TLS.Storage) {
+		a.log.Warn("tls.storage changes take effect at the next restart")
+	}
 	if cfg.Log.Format != a.cfg.Log.Format {
 		a.log.Warn("log.format changes take effect at the next restart")
 	}
