@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,14 @@ func clusterNames(n int) []string {
 		out = append(out, fmt.Sprintf("n%02d.cluster.test", i))
 	}
 	return out
+}
+
+// pebbleAndRedis starts Pebble, validating TLS-ALPN-01 on 127.0.0.1 at
+// the returned port, and a redis-server.
+func pebbleAndRedis(t *testing.T) (*pebble, int, *redistest.Server) {
+	t.Helper()
+	ports := freePorts(t, 2)
+	return startPebble(t, ports[0], ports[1]), ports[1], redistest.Start(t, redistest.Options{})
 }
 
 // checkOrderedOnce fails unless Pebble saw exactly one order per name.
@@ -58,23 +65,10 @@ func waitAll(t *testing.T, p *pebble, addrs, names []string, within time.Duratio
 // Pebble validates on 127.0.0.1 only, so the orders that B (127.0.0.2) and
 // C (127.0.0.3) start are answered by A from the challenge data in Redis.
 func TestClusterOrdersOnce(t *testing.T) {
-	ports := freePorts(t, 2)
-	tlsPort := ports[1]
-	p := startPebble(t, ports[0], tlsPort)
-	srv := redistest.Start(t, redistest.Options{})
+	p, tlsPort, srv := pebbleAndRedis(t)
 	names := clusterNames(20)
-	var addrs []string
-	var procs []*proc
 	start := time.Now()
-	for i := range 3 {
-		addr := fmt.Sprintf("127.0.0.%d:%d", i+1, tlsPort)
-		addrs = append(addrs, addr)
-		cfg := writeConfig(t, redisConfig(p, addr, "", srv.Addr, "", names, ""))
-		procs = append(procs, startProc(t, filepath.Join(binDir, "l4edge"), "run", "-config", cfg))
-	}
-	for _, a := range addrs {
-		waitListening(t, a, 10*time.Second)
-	}
+	addrs, _, procs := cluster3(t, p, tlsPort, srv.Addr, names, "")
 	waitAll(t, p, addrs, names, 60*time.Second)
 	t.Logf("all %d certificates served on all 3 instances %s after start", len(names), time.Since(start).Round(time.Millisecond))
 	checkOrderedOnce(t, p, names)
@@ -93,10 +87,7 @@ func TestClusterOrdersOnce(t *testing.T) {
 // addresses, listing the names) start every order; B lists no names and
 // answers from the challenge data in Redis.
 func TestClusterChallengeElsewhere(t *testing.T) {
-	ports := freePorts(t, 2)
-	tlsPort := ports[1]
-	p := startPebble(t, ports[0], tlsPort)
-	srv := redistest.Start(t, redistest.Options{})
+	p, tlsPort, srv := pebbleAndRedis(t)
 	names := clusterNames(20)
 	b := fmt.Sprintf("127.0.0.1:%d", tlsPort) // where Pebble validates
 	bProc := startL4edge(t, redisConfig(p, b, "", srv.Addr, "", nil, `"*.cluster.test"`), b)

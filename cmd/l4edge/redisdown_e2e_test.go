@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
 // getJSON decodes GET url into v.
@@ -59,10 +57,7 @@ func cluster3(t *testing.T, p *pebble, tlsPort int, redisAddr string, names []st
 // storage unavailable once; Redis back (empty): a new on-demand name is
 // issued and storage recovered is logged.
 func TestClusterRedisDown(t *testing.T) {
-	ports := freePorts(t, 2)
-	tlsPort := ports[1]
-	p := startPebble(t, ports[0], tlsPort)
-	srv := redistest.Start(t, redistest.Options{})
+	p, tlsPort, srv := pebbleAndRedis(t)
 	names := clusterNames(5)
 	addrs, admins, procs := cluster3(t, p, tlsPort, srv.Addr, names, `"*.od.test"`)
 	waitAll(t, p, addrs, names, 60*time.Second)
