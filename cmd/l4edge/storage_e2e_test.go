@@ -120,6 +120,21 @@ func TestRedisBadStart(t *testing.T) {
 			t.Fatalf("unclear error:\n%s", out)
 		}
 	})
+	tlsSrv := redistest.Start(t, redistest.Options{TLS: true})
+	t.Run("tls", func(t *testing.T) {
+		extra := "      tls: {enabled: true, ca_file: " + tlsSrv.CAFile + ", server_name: redis.test}"
+		l := startL4edge(t, redisConfig(p, addr, "", tlsSrv.Addr, extra, []string{"tls.test"}, ""), addr)
+		l.waitLog(5*time.Second, "storage connected", tlsSrv.Addr)
+		waitCertificate(t, p, addr, "tls.test", 30*time.Second)
+		l.signal(15)
+		l.wait(15 * time.Second)
+	})
+	t.Run("tls with an unknown CA", func(t *testing.T) {
+		out := runFails(t, redisConfig(p, addr, "", tlsSrv.Addr, "      tls: {enabled: true}", []string{"a.test"}, ""), 5*time.Second)
+		if !containsAll(out, "redis "+tlsSrv.Addr, "server certificate not trusted", "ca_file") {
+			t.Fatalf("unclear error:\n%s", out)
+		}
+	})
 	t.Run("inline password", func(t *testing.T) {
 		var stdout, stderr strings.Builder
 		path := writeConfig(t, redisConfig(p, addr, "", plain.Addr, "      password: hunter2", []string{"a.test"}, ""))

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -108,7 +109,7 @@ func (s *Storage) Check(ctx context.Context, within time.Duration) error {
 		if err == nil {
 			return nil
 		}
-		if authFailure(err) || time.Now().Add(500*time.Millisecond).After(deadline) || ctx.Err() != nil {
+		if authFailure(err) || untrusted(err) || time.Now().Add(500*time.Millisecond).After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("redis %s: %s", s.Where(), explain(err, s.opts.TLS != nil))
 		}
 		select {
@@ -116,6 +117,13 @@ func (s *Storage) Check(ctx context.Context, within time.Duration) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// untrusted reports a server certificate that does not verify: retrying
+// cannot help.
+func untrusted(err error) bool {
+	var ve *tls.CertificateVerificationError
+	return errors.As(err, &ve)
 }
 
 func authFailure(err error) bool {
@@ -131,6 +139,8 @@ func explain(err error, tlsOn bool) string {
 	switch {
 	case authFailure(err):
 		return fmt.Sprintf("authentication refused (%s): check tls.storage.redis.username and the password in password_file", m)
+	case untrusted(err):
+		return fmt.Sprintf("server certificate not trusted (%s): set tls.storage.redis.tls.ca_file, and server_name if the certificate names another host", m)
 	case strings.Contains(m, "first record does not look like a TLS handshake"),
 		tlsOn && (strings.Contains(m, "EOF") || strings.Contains(m, "connection reset") || (errors.As(err, &ne) && ne.Timeout())):
 		return fmt.Sprintf("TLS handshake failed (%s): the server does not seem to speak TLS; set tls.storage.redis.tls.enabled: false or enable TLS on Redis", m)

@@ -6,7 +6,15 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -30,6 +38,9 @@ type Options struct {
 	Sentinel bool
 	// MasterName and Monitor (host:port) configure a sentinel.
 	MasterName, Monitor string
+	// TLS makes the server speak TLS only, with a self-signed certificate
+	// for redis.test and 127.0.0.1 (Server.CAFile).
+	TLS bool
 }
 
 // Server is one redis-server process the test started.
@@ -38,8 +49,11 @@ type Server struct {
 	Addr string // 127.0.0.1:port
 	opts Options
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// CAFile is the PEM certificate a TLS server presents (its own CA).
+	CAFile  string
+	keyFile string
+	cmd     *exec.Cmd
+	done    chan struct{}
 }
 
 // Binary returns the path of redis-server, skipping the test loudly when
@@ -59,6 +73,9 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	Binary(t)
 	s := &Server{t: t, Addr: l4test.Refusing(t, 1)[0], opts: opts, dir: t.TempDir()}
+	if opts.TLS {
+		s.writeCert()
+	}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -85,6 +102,10 @@ func (s *Server) args() []string {
 	}
 	args := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--protected-mode", "no", "--dir", s.dir, "--logfile", ""}
+	if s.opts.TLS {
+		args = append(args, "--port", "0", "--tls-port", port, "--tls-cert-file", s.CAFile, "--tls-key-file", s.keyFile,
+			"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "no")
+	}
 	if s.opts.Password != "" {
 		args = append(args, "--requirepass", s.opts.Password, "--masterauth", s.opts.Password)
 	}
@@ -118,7 +139,7 @@ func (s *Server) Restart() {
 
 // answers reports whether the server replies to PING (NOAUTH counts).
 func (s *Server) answers() bool {
-	c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+	c, err := s.dial(200 * time.Millisecond)
 	if err != nil {
 		return false
 	}
@@ -159,7 +180,7 @@ func (s *Server) signal(sig syscall.Signal) {
 // first line of the reply, for tests that poke a server directly.
 func (s *Server) Command(args ...string) string {
 	s.t.Helper()
-	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	c, err := s.dial(time.Second)
 	if err != nil {
 		s.t.Fatalf("redis %s: %v", s.Addr, err)
 	}
@@ -185,4 +206,40 @@ func (s *Server) Command(args ...string) string {
 		s.t.Fatalf("redis %s %v: %v", s.Addr, args, err)
 	}
 	return strings.TrimRight(line, "\r\n")
+}
+
+// dial connects to the server, over TLS when it speaks TLS.
+func (s *Server) dial(timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if s.opts.TLS {
+		return tls.DialWithDialer(d, "tcp", s.Addr, &tls.Config{InsecureSkipVerify: true})
+	}
+	return d.Dial("tcp", s.Addr)
+}
+
+// writeCert writes a self-signed certificate for redis.test and 127.0.0.1.
+func (s *Server) writeCert() {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redis.test"},
+		DNSNames: []string{"redis.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.CAFile, s.keyFile = filepath.Join(s.dir, "redis.crt"), filepath.Join(s.dir, "redis.key")
+	for f, b := range map[string]*pem.Block{s.CAFile: {Type: "CERTIFICATE", Bytes: der}, s.keyFile: {Type: "PRIVATE KEY", Bytes: kder}} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 }
