@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -122,6 +123,15 @@ func TestClusterDrain(t *testing.T) {
 	getJSON(t, "http://"+admins[3]+"/status", &v)
 	if len(v.Cluster.Members) != 4 || len(v.Cluster.Drift) != 0 || len(v.Cluster.Drains) != 1 {
 		t.Fatalf("fourth member's cluster view: %+v", v.Cluster)
+	}
+	resp, err := http.Get("http://" + admins[3] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "\nl4edge_cluster_members 4\n") {
+		t.Fatal("the fourth member's l4edge_cluster_members is not 4")
 	}
 	start(4, "5") // a different configuration
 	getJSON(t, "http://"+admins[4]+"/status", &v)

@@ -116,6 +116,11 @@ func TestClusterRedisDown(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	// The other members serve the on-demand names from storage, without new orders.
+	for _, a := range addrs[1:] {
+		waitCertificate(t, p, a, "fresh.od.test", 10*time.Second)
+		waitCertificate(t, p, a, "during.od.test", 10*time.Second)
+	}
 	checkOrderedOnce(t, p, append(slices.Clone(names), "during.od.test", "fresh.od.test"))
 	for i, pr := range procs {
 		if n := pr.countLog("storage unavailable"); n != 1 {
