@@ -7,8 +7,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 8s
-# Debian packages the tests drive as real peers.
-DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server
+# Debian packages the tests drive as real peers: chromium for the status
+# page, systemd for systemd-analyze verify (installing it in a container
+# only adds the tools; it does not become PID 1).
+DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server iperf3 chromium systemd
 
 export GOTOOLCHAIN := local
 

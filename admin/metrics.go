@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -35,12 +36,14 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	finished map[bytesKey]float64   // bytes of finished connections
+	byListen map[string]float64     // bytes of finished connections by listener, both ways
 	live     map[uint64]liveCounter // reported bytes of open connections, by connection ID
 }
 
 type bytesKey struct{ pool, backend, direction string }
 
 type liveCounter struct {
+	listener          string
 	pool, backend     string
 	toBackend, toClnt float64
 }
@@ -51,6 +54,7 @@ func NewMetrics(src Sources) *Metrics {
 		reg:      prometheus.NewRegistry(),
 		src:      src,
 		finished: map[bytesKey]float64{},
+		byListen: map[string]float64{},
 		live:     map[uint64]liveCounter{},
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "l4edge_connections_total",
 			Help: "Finished connections by listener, route and close reason."}, []string{"listener", "route", "result"}),
@@ -106,8 +110,10 @@ func (m *Metrics) ConnectionDone(rec *l4.Record) {
 	lc := m.live[rec.ID]
 	delete(m.live, rec.ID)
 	// A counter never goes back: take what was already reported if larger.
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += max(float64(rec.BytesToBackend), lc.toBackend)
-	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += max(float64(rec.BytesToClient), lc.toClnt)
+	toBackend, toClient := max(float64(rec.BytesToBackend), lc.toBackend), max(float64(rec.BytesToClient), lc.toClnt)
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_backend"}] += toBackend
+	m.finished[bytesKey{rec.Pool, rec.Backend, "to_client"}] += toClient
+	m.byListen[rec.Listener] += toBackend + toClient
 }
 
 // HealthChecked counts one active health check.
@@ -142,12 +148,13 @@ var (
 	descBytes         = prometheus.NewDesc("l4edge_bytes_total", "Bytes relayed.", []string{"pool", "backend", "direction"}, nil)
 	descBackendUp     = prometheus.NewDesc("l4edge_backend_up", "1 when the backend is healthy.", []string{"pool", "backend"}, nil)
 	descBackendActive = prometheus.NewDesc("l4edge_backend_connections_active", "Open connections per backend.", []string{"pool", "backend"}, nil)
+	descPoolPanic     = prometheus.NewDesc("l4edge_pool_panic", "1 while no backend of the pool is healthy and the passively failed are tried anyway.", []string{"pool"}, nil)
 	descCertExpiry    = prometheus.NewDesc("l4edge_certificate_expiry_timestamp_seconds", "Certificate expiry.", []string{"name"}, nil)
 )
 
 // Describe sends the descriptors of the scrape-time metrics.
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActive, descBytes, descBackendUp, descBackendActive, descCertExpiry} {
+	for _, d := range []*prometheus.Desc{descActive, descBytes, descBackendUp, descBackendActive, descPoolPanic, descCertExpiry} {
 		ch <- d
 	}
 }
@@ -176,24 +183,35 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 // byteTotals returns bytes per pool, backend and direction, open
 // connections included, never below what was reported before.
 func (m *Metrics) byteTotals(open []l4.ConnInfo) map[bytesKey]float64 {
+	byBackend, _ := m.traffic(open)
+	return byBackend
+}
+
+// traffic returns the bytes relayed per pool, backend and direction, and
+// per listener both ways, open connections included.
+func (m *Metrics) traffic(open []l4.ConnInfo) (byBackend map[bytesKey]float64, byListener map[string]float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	totals := make(map[bytesKey]float64, len(m.finished))
-	for k, v := range m.finished {
-		totals[k] = v
+	byBackend = maps.Clone(m.finished)
+	byListener = maps.Clone(m.byListen)
+	m.noteLive(open)
+	for _, lc := range m.live {
+		byBackend[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
+		byBackend[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
+		byListener[lc.listener] += lc.toBackend + lc.toClnt
 	}
+	return byBackend, byListener
+}
+
+// noteLive records the byte counts of open connections. m.mu must be held.
+func (m *Metrics) noteLive(open []l4.ConnInfo) {
 	for _, ci := range open {
 		lc := m.live[ci.ID]
-		lc.pool, lc.backend = ci.Pool, ci.Backend
+		lc.listener, lc.pool, lc.backend = ci.Listener, ci.Pool, ci.Backend
 		lc.toBackend = max(lc.toBackend, float64(ci.ReceivedFromClient))
 		lc.toClnt = max(lc.toClnt, float64(ci.ReceivedFromBackend))
 		m.live[ci.ID] = lc
 	}
-	for _, lc := range m.live {
-		totals[bytesKey{lc.pool, lc.backend, "to_backend"}] += lc.toBackend
-		totals[bytesKey{lc.pool, lc.backend, "to_client"}] += lc.toClnt
-	}
-	return totals
 }
 
 // BackendBytes returns the bytes relayed for one backend each way.
@@ -206,6 +224,11 @@ func (c *liveCollector) collectBackends(ch chan<- prometheus.Metric) {
 	m := c.m
 	if m.src.Pools != nil {
 		for name, p := range m.src.Pools() {
+			inPanic := 0.0
+			if p.InPanic() {
+				inPanic = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPoolPanic, prometheus.GaugeValue, inPanic, name)
 			for _, b := range p.Backends() {
 				up := 0.0
 				if b.State() == balancer.Healthy {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -50,40 +49,32 @@ type Server struct {
 	log     *zap.Logger
 	http    *http.Server
 	ln      net.Listener
+	history *history
+	done    chan struct{} // closed by Shutdown: ends the sampler and event streams
 }
 
-// NewServer checks the admin address: a non-loopback address needs
-// allow_remote, and is then logged as a warning.
+// NewServer prepares the admin API on cfg.Listen, which validation has
+// checked (config.IsLoopback); a non-loopback address is logged as a
+// warning.
 func NewServer(cfg config.Admin, src Sources, m *Metrics, log *zap.Logger) (*Server, error) {
-	if !isLoopback(cfg.Listen) {
-		if !cfg.AllowRemote {
-			return nil, fmt.Errorf("admin.listen: %q is not a loopback address; set admin.allow_remote: true to expose the admin API", cfg.Listen)
-		}
+	if !config.IsLoopback(cfg.Listen) {
 		log.Warn("admin API exposed beyond loopback", zap.String("address", cfg.Listen))
 	}
-	s := &Server{addr: cfg.Listen, src: src, metrics: m, log: log}
+	s := &Server{addr: cfg.Listen, src: src, metrics: m, log: log,
+		history: newHistory(historyEvery, historySize), done: make(chan struct{})}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /status/history", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.history.doc()) })
 	mux.Handle("GET /metrics", m.Handler())
-	mux.HandleFunc("POST /pools/{pool}/backends/{address}/drain", s.setDrain(true))
-	mux.HandleFunc("POST /pools/{pool}/backends/{address}/enable", s.setDrain(false))
-	mux.HandleFunc("POST /reload", s.reload)
+	mux.HandleFunc("POST /pools/{pool}/backends/{address}/drain", s.sameOrigin(s.setDrain(true)))
+	mux.HandleFunc("POST /pools/{pool}/backends/{address}/enable", s.sameOrigin(s.setDrain(false)))
+	mux.HandleFunc("POST /reload", s.sameOrigin(s.reload))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	return s, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }
 
 // Start binds the admin address and serves in the background.
@@ -93,6 +84,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
 	s.ln = ln
+	go s.sample(s.done)
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin server stopped", zap.Error(err))
@@ -104,8 +96,15 @@ func (s *Server) Start() error {
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Shutdown stops the admin server.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown ends the event streams and the sampler, then stops the admin server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	return s.http.Shutdown(ctx)
+}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -207,39 +206,18 @@ func backendStatus(s balancer.Snapshot) BackendStatus {
 
 // status answers GET /status.
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	type route struct {
-		Name   string   `json:"name"`
-		Pool   string   `json:"pool"`
-		TLS    string   `json:"tls"`
-		SNI    []string `json:"sni"`
-		ALPN   []string `json:"alpn"`
-		Active int      `json:"active"`
-	}
-	type listener struct {
-		Name     string  `json:"name"`
-		Address  string  `json:"address"`
-		Accepted uint64  `json:"accepted"`
-		Active   int64   `json:"active"`
-		Refused  uint64  `json:"refused"`
-		Routes   []route `json:"routes"`
-	}
-	type pool struct {
-		Name     string          `json:"name"`
-		Policy   string          `json:"policy"`
-		Backends []BackendStatus `json:"backends"`
-	}
-	type cert struct {
-		Names    []string  `json:"names"`
-		NotAfter time.Time `json:"not_after"`
-		Issuer   string    `json:"issuer"`
-	}
-	out := struct {
-		Listeners    []listener     `json:"listeners"`
-		Pools        []pool         `json:"pools"`
-		Certificates []cert         `json:"certificates"`
-		Storage      *StorageStatus `json:"storage,omitempty"`
-		Cluster      *ClusterStatus `json:"cluster,omitempty"`
-	}{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+	writeJSON(w, http.StatusOK, s.statusDoc())
+}
+
+// statusDoc is the document of GET /status, also streamed to the page.
+func (s *Server) statusDoc() StatusDoc {
+	type (
+		route    = RouteStatus
+		listener = ListenerStatus
+		pool     = PoolStatus
+		cert     = CertStatus
+	)
+	out := StatusDoc{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
 	if s.src.Storage != nil {
 		st := s.src.Storage()
 		out.Storage = &st
@@ -279,7 +257,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		p := pool{Name: n, Policy: pools[n].Config.Policy}
+		p := pool{Name: n, Policy: pools[n].Config.Policy, Panic: pools[n].InPanic()}
 		for _, b := range pools[n].Backends() {
 			bs := backendStatus(b.Snapshot())
 			bs.BytesToBackend, bs.BytesToClient = s.metrics.BackendBytes(open, n, b.Address)
@@ -292,5 +270,5 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 			out.Certificates = append(out.Certificates, cert{Names: c.Names, NotAfter: c.NotAfter, Issuer: c.Issuer})
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }

@@ -57,6 +57,10 @@ type Backend struct {
 	active atomic.Int64
 	total  atomic.Uint64
 	fails  atomic.Uint64 // all failures ever seen, active and passive
+	// activeDown is set while the active check holds the backend down (fall
+	// failures, or the first check), so panic leaves it out.
+	activeDown atomic.Bool
+	lastFail   atomic.Int64 // unix nanos of the last passive failure; orders panic attempts
 
 	mu          sync.Mutex // guards the fields below and serializes transitions
 	passes      int        // consecutive active passes
@@ -70,10 +74,8 @@ type Backend struct {
 	cooldown    time.Duration
 }
 
-// poolState is what a backend needs from its pool: the change hook and the
-// pool-wide "no healthy backend" bookkeeping.
+// poolState is what a backend needs from its pool: the change hook.
 type poolState struct {
-	name     string
 	onChange ChangeFunc
 }
 
@@ -179,27 +181,35 @@ func (b *Backend) ReportCheck(err error) {
 		b.failStreak++
 		// The first check decides at once: a fresh process must not send
 		// traffic to a dead backend for fall intervals.
-		if (first || b.failStreak >= b.fall) && b.up.Load() {
-			b.setUpLocked(false, err)
+		if first || b.failStreak >= b.fall {
+			b.activeDown.Store(true)
+			if b.up.Load() {
+				b.setUpLocked(false, err)
+			}
 		}
 		return
 	}
 	b.failStreak = 0
 	b.passes++
-	if b.passes >= b.rise && !b.up.Load() {
-		b.passiveRun = 0
-		b.setUpLocked(true, nil)
+	if b.passes >= b.rise {
+		b.activeDown.Store(false)
+		if !b.up.Load() {
+			b.passiveRun = 0
+			b.setUpLocked(true, nil)
+		}
 	}
 }
 
-// ReportFailure records a passive failure (a dial error, or a connection
-// reset before any byte came back). passive_fall of them in a row take the
-// backend out; without an active check it is retried after passive_cooldown.
+// ReportFailure records a passive failure (a refused or timed-out connect,
+// or a connection the backend ended before taking a byte). passive_fall of
+// them in a row take the backend out; without an active check it is
+// retried after passive_cooldown.
 func (b *Backend) ReportFailure(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.fails.Add(1)
 	b.lastErr = err
+	b.lastFail.Store(time.Now().UnixNano())
 	b.passiveRun++
 	if b.passiveRun < b.passiveFall || !b.up.Load() {
 		return
@@ -213,11 +223,17 @@ func (b *Backend) ReportFailure(err error) {
 	b.setUpLocked(false, err)
 }
 
-// ReportSuccess records a connection that worked, ending a passive failure run.
+// ReportSuccess records a connection that worked, ending a passive failure
+// run. Without an active check, it also brings back a backend that passive
+// failures took out (a panic attempt that worked proves it serves).
 func (b *Backend) ReportSuccess() {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.passiveRun = 0
-	b.mu.Unlock()
+	if !b.hasActive && !b.up.Load() {
+		b.retry.Store(0)
+		b.setUpLocked(true, nil)
+	}
 }
 
 // setUpLocked changes health and tells the pool. b.mu must be held.

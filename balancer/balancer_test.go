@@ -144,60 +144,48 @@ func TestIPHashConsistency(t *testing.T) {
 	}
 }
 
-// All backends out: ErrNoBackend at once, "no healthy backend" logged once.
-func TestAllDownLogsOnce(t *testing.T) {
-	core, logs := observer.New(zap.InfoLevel)
-	cfg := poolOf(config.PolicyRoundRobin, l4test.Refusing(t, 2)...)
-	p := mustPool(t, cfg, Options{Log: zap.New(core)})
-	_, _, err := p.Dial(context.Background(), netip.Addr{})
-	var de *DialError
-	if !errors.As(err, &de) || !strings.Contains(err.Error(), "(pool p, attempt 2/3)") || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("first dial: %v", err)
-	}
-	for range 50 {
-		start := time.Now()
-		if _, _, err := p.Dial(context.Background(), netip.Addr{}); !errors.Is(err, ErrNoBackend) || time.Since(start) > 50*time.Millisecond {
-			t.Fatalf("dial with every backend down: %v after %s", err, time.Since(start))
-		}
-	}
-	if n := logs.FilterMessage("no healthy backend").Len(); n != 1 {
-		t.Fatalf("%d 'no healthy backend' lines, want 1", n)
-	}
-}
-
 // Without active checks, a passively failed backend is retried after the
-// cool-down.
+// cool-down; during it the pool is in panic and tries it anyway, and a
+// connection that works brings it back.
 func TestPassiveCooldown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := l4test.Refusing(t, 1)[0]
 	cfg := poolOf(config.PolicyRoundRobin, addr)
 	cfg.PassiveCooldown = 200 * time.Millisecond
-	p := mustPool(t, cfg, Options{})
+	core, logs := observer.New(zap.InfoLevel)
+	p := mustPool(t, cfg, Options{Log: zap.New(core)})
 	if _, _, err := p.Dial(context.Background(), netip.Addr{}); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
-	if p.Backends()[0].State() != Unhealthy {
-		t.Fatal("refusing backend still healthy")
+	b := p.Backends()[0]
+	if b.State() != Unhealthy || !p.InPanic() {
+		t.Fatalf("refusing backend: state %s, panic %v; want unhealthy, panic", b.State(), p.InPanic())
 	}
-	ln, err = net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("port reused meanwhile: %v", err)
 	}
 	defer ln.Close()
-	if _, _, err := p.Dial(context.Background(), netip.Addr{}); !errors.Is(err, ErrNoBackend) {
-		t.Fatalf("during cool-down: %v", err)
-	}
-	time.Sleep(250 * time.Millisecond)
-	c, b, err := p.Dial(context.Background(), netip.Addr{})
+	c, got, err := p.Dial(context.Background(), netip.Addr{})
 	if err != nil {
-		t.Fatalf("after cool-down: %v", err)
+		t.Fatalf("panic dial during cool-down: %v", err)
 	}
-	b.Release()
 	c.Close()
+	got.Release()
+	if b.State() != Unhealthy || logs.FilterMessage("pool has a healthy backend again").Len() != 0 {
+		t.Fatal("a connect alone brought the backend (or the pool) back; only a connection that moved bytes should")
+	}
+	got.ReportSuccess()
+	if b.State() != Healthy || p.InPanic() {
+		t.Fatalf("after a working connection: state %s, panic %v", b.State(), p.InPanic())
+	}
+	if n := logs.FilterMessage("pool has a healthy backend again").Len(); n != 1 {
+		t.Fatalf("%d 'pool has a healthy backend again' lines once it is back; want 1", n)
+	}
+	b.ReportFailure(errors.New("refused"))
+	time.Sleep(250 * time.Millisecond)
+	if !b.eligible(time.Now().UnixNano()) {
+		t.Fatal("not retried after the cool-down")
+	}
 }
 
 // A reload with the same backends keeps their state; a changed list resets.

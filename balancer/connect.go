@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/config"
 )
 
 // Nonblocking connects, for callers that wait for completion in an event
@@ -15,14 +17,28 @@ import (
 // StartConnect begins the connect, and Connected or Failed records the
 // outcome. Dial is the same policy in one blocking call.
 
+// ConnectWindow is how soon after its accept a backend that ends a
+// connection without taking a byte counts as having refused it: the
+// pool's connect_timeout (the default when it is 0, unbounded).
+func (p *Pool) ConnectWindow() time.Duration {
+	if p.Config.ConnectTimeout > 0 {
+		return p.Config.ConnectTimeout
+	}
+	return config.DefaultConnectTimeout
+}
+
 // Attempts is how many backends one connection may try (connect_attempts).
 func (p *Pool) Attempts() int { return max(p.Config.ConnectAttempts, 1) }
 
 // Next picks the backend for a connection's next attempt, skipping tried,
-// and counts a connection to it (Release undoes that). It returns nil when
-// no backend is eligible.
+// and counts a connection to it (Release undoes that). With no healthy
+// backend the pool is in panic (panic.go) and tries the others. It returns
+// nil when no backend can be tried.
 func (p *Pool) Next(client netip.Addr, tried []*Backend) *Backend {
 	b := p.policy.pick(client, tried, time.Now().UnixNano())
+	if b == nil {
+		b = p.panicPick(tried)
+	}
 	if b == nil {
 		p.noteAllDown(tried)
 		return nil

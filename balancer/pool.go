@@ -48,8 +48,10 @@ type Pool struct {
 	policy   policy
 	state    *poolState
 	log      *zap.Logger
-	allDown  atomic.Bool
-	literal  bool // every backend address is an IP literal (CanStartConnect)
+	allDown  atomic.Bool // "no healthy backend" or panic was logged; the next healthy pick logs the end
+	// panicLogged is when "pool in panic" was last logged (unix nanos).
+	panicLogged atomic.Int64
+	literal     bool // every backend address is an IP literal (CanStartConnect)
 }
 
 // Options are the hooks a pool reports to.
@@ -72,7 +74,7 @@ func NewPool(cfg config.Pool, prev *Pool, opts Options) (*Pool, error) {
 		log = zap.NewNop()
 	}
 	p := &Pool{Name: cfg.Name, Config: cfg, log: log.With(zap.String("pool", cfg.Name))}
-	p.state = &poolState{name: cfg.Name}
+	p.state = &poolState{}
 	p.state.onChange = func(b *Backend, old, new State, cause error) {
 		p.logChange(b, old, new, cause)
 		if opts.OnChange != nil {
@@ -237,9 +239,10 @@ func (p *Pool) noteAllDown(tried []*Backend) {
 	}
 }
 
-// noteUp logs the end of a "no healthy backend" period once.
+// noteUp logs the end of a "no healthy backend" or panic period once: a
+// connect that worked in panic is not the end of it.
 func (p *Pool) noteUp() {
-	if p.allDown.Load() && p.allDown.CompareAndSwap(true, false) {
+	if p.allDown.Load() && !p.InPanic() && p.allDown.CompareAndSwap(true, false) {
 		p.log.Info("pool has a healthy backend again")
 	}
 }

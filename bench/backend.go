@@ -17,16 +17,33 @@ import (
 	"go.uber.org/zap"
 )
 
-// backendAddrs are the four services of the backend process, or the four
+// backendAddrs are the six services of the backend process, or the six
 // listeners of a proxy in front of them.
 type backendAddrs struct {
-	// Echo echoes every byte; Source writes zeros until the peer goes away.
+	// Echo echoes every byte; Source writes zeros until the peer goes away
+	// (download); Sink reads and discards until the peer goes away (upload).
 	Echo   string `json:"echo"`
 	Source string `json:"source"`
-	// TLSEcho and TLSSource are the same over TLS (the direct reference
-	// for the TLS scenarios; proxies terminate TLS and use the plain ones).
+	Sink   string `json:"sink"`
+	// TLSEcho, TLSSource and TLSSink are the same over TLS (the direct
+	// reference for the TLS scenarios; proxies terminate TLS and use the
+	// plain ones).
 	TLSEcho   string `json:"tls_echo"`
 	TLSSource string `json:"tls_source"`
+	TLSSink   string `json:"tls_sink"`
+	// WS is a WebSocket echo over plain HTTP; WSS the same over TLS (for
+	// the backend, the direct reference). A proxy terminates TLS on WSS
+	// and forwards to WS, and passes WSSPass through to the backend's WSS.
+	WS      string `json:"ws"`
+	WSS     string `json:"wss"`
+	WSSPass string `json:"wss_pass"`
+	// Iperf is an iperf3 server (see startIperfServer).
+	Iperf string `json:"iperf"`
+}
+
+// all lists the addresses in a fixed order.
+func (a backendAddrs) all() []string {
+	return []string{a.Echo, a.Source, a.Sink, a.TLSEcho, a.TLSSource, a.TLSSink, a.WS, a.WSS, a.WSSPass, a.Iperf}
 }
 
 // backendMain is the `backend` subcommand: it serves until its standard
@@ -55,8 +72,10 @@ func backendMain(args []string, log *zap.Logger) int {
 	}{
 		{&addrs.Echo, echoConn},
 		{&addrs.Source, sourceConn},
+		{&addrs.Sink, sinkConn},
 		{&addrs.TLSEcho, tlsHandler(tlsCfg, echoConn)},
 		{&addrs.TLSSource, tlsHandler(tlsCfg, sourceConn)},
+		{&addrs.TLSSink, tlsHandler(tlsCfg, sinkConn)},
 	}
 	for _, s := range services {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,11 +87,34 @@ func backendMain(args []string, log *zap.Logger) int {
 		*s.dst = ln.Addr().String()
 		go acceptLoop(ln, s.handler, log)
 	}
+	ws, err := startWSServices(tlsCfg)
+	if err != nil {
+		log.Error("backend: WebSocket services", zap.Error(err))
+		return exitFatal
+	}
+	defer ws.close()
+	addrs.WS, addrs.WSS, addrs.WSSPass = ws.addr[0], ws.addr[1], ws.addr[1]
+	iperf, stopIperf, err := startIperfServer()
+	if err != nil {
+		log.Error("backend: iperf3 server", zap.Error(err))
+		return exitFatal
+	}
+	defer stopIperf()
+	addrs.Iperf = iperf
 	if err := json.NewEncoder(os.Stdout).Encode(addrs); err != nil {
 		log.Error("backend: announce addresses", zap.Error(err))
 		return exitFatal
 	}
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// Commands on standard input, one a line, until it closes.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == restartWSCommand {
+			if err := ws.restart(wsDowntime); err != nil {
+				log.Error("backend: restart WebSocket services", zap.Error(err))
+				return exitFatal
+			}
+		}
+	}
 	return exitOK
 }
 
@@ -137,6 +179,12 @@ func sourceConn(c net.Conn) {
 	}
 }
 
+// sinkConn reads and discards everything until the peer closes.
+func sinkConn(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
+}
+
 // backendProc is the running backend process.
 type backendProc struct {
 	p     *proc
@@ -181,6 +229,13 @@ func startBackend(self string, cf certFiles) (*backendProc, error) {
 		return nil, fmt.Errorf("start backend: %v; its output: %s", err, p.tail.String())
 	}
 	return b, nil
+}
+
+// restartWS has the backend drop every WebSocket and stop listening for
+// them for wsDowntime, as a restarted backend would.
+func (b *backendProc) restartWS() error {
+	_, err := io.WriteString(b.stdin, restartWSCommand+"\n")
+	return err
 }
 
 // stop closes the backend's standard input and waits for it to exit.

@@ -25,7 +25,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("go build ./bench: %v\n%s", err, out)
 	}
 
-	targets := []string{targetDirect, targetL4edge}
+	targets := []string{targetDirect, targetL4edge, targetL4edgeNoIdle}
 	var missing []string
 	if findBinary("haproxy") != "" {
 		targets = append(targets, targetHAProxy)

@@ -8,8 +8,10 @@ import (
 )
 
 // proxyConf is what every proxy configuration is rendered from: the same
-// four listeners in front of the same four backend services, no logging of
-// connections, no health checks, generous timeouts (idle connections stay).
+// listeners in front of the same backend services, no logging of
+// connections, no health checks, and idle timeouts of 1 h as operators set
+// them (idle connections stay; l4edge-noidle runs without one, so that the
+// timeout's cost is a figure of its own).
 type proxyConf struct {
 	// Listen are the proxy's own addresses; Backend the backend's.
 	Listen, Backend backendAddrs
@@ -21,6 +23,8 @@ type proxyConf struct {
 	NginxModule string
 	// NginxUser is the worker user line ("" when not root).
 	NginxUser string
+	// IdleTimeout is l4edge's pools' idle_timeout ("0": none).
+	IdleTimeout string
 }
 
 // l4edgeConf: plain listeners have a catch-all route (no inspection, the
@@ -36,6 +40,9 @@ listeners:
   - name: source
     listen: {{.Listen.Source}}
     routes: [{name: all, pool: source}]
+  - name: sink
+    listen: {{.Listen.Sink}}
+    routes: [{name: all, pool: sink}]
   - name: tls-echo
     listen: {{.Listen.TLSEcho}}
     routes:
@@ -48,11 +55,46 @@ listeners:
       - name: all
         pool: source
         tls: {mode: terminate, cert: files, cert_file: {{.Certs.Cert}}, key_file: {{.Certs.Key}}}
+  - name: tls-sink
+    listen: {{.Listen.TLSSink}}
+    routes:
+      - name: all
+        pool: sink
+        tls: {mode: terminate, cert: files, cert_file: {{.Certs.Cert}}, key_file: {{.Certs.Key}}}
+  - name: ws
+    listen: {{.Listen.WS}}
+    routes: [{name: all, pool: ws}]
+  - name: wss
+    listen: {{.Listen.WSS}}
+    routes:
+      - name: all
+        pool: ws
+        tls: {mode: terminate, cert: files, cert_file: {{.Certs.Cert}}, key_file: {{.Certs.Key}}}
+  - name: wss-pass
+    listen: {{.Listen.WSSPass}}
+    routes: [{name: all, pool: wss}]
+  - name: iperf
+    listen: {{.Listen.Iperf}}
+    routes: [{name: all, pool: iperf}]
 pools:
+  iperf:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.Iperf}}}]
+  ws:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.WS}}}]
+  wss:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.WSS}}}]
   echo:
+    idle_timeout: {{.IdleTimeout}}
     backends: [{address: {{.Backend.Echo}}}]
   source:
+    idle_timeout: {{.IdleTimeout}}
     backends: [{address: {{.Backend.Source}}}]
+  sink:
+    idle_timeout: {{.IdleTimeout}}
+    backends: [{address: {{.Backend.Sink}}}]
 `
 
 // haproxyConf: mode tcp, two threads, maxconn high enough for 9,000 idle
@@ -78,17 +120,43 @@ frontend echo
 frontend source
     bind {{.Listen.Source}}
     default_backend source
+frontend sink
+    bind {{.Listen.Sink}}
+    default_backend sink
 frontend tls_echo
     bind {{.Listen.TLSEcho}} ssl crt {{.Certs.Combined}}
     default_backend echo
 frontend tls_source
     bind {{.Listen.TLSSource}} ssl crt {{.Certs.Combined}}
     default_backend source
+frontend tls_sink
+    bind {{.Listen.TLSSink}} ssl crt {{.Certs.Combined}}
+    default_backend sink
+frontend ws
+    bind {{.Listen.WS}}
+    default_backend ws
+frontend wss
+    bind {{.Listen.WSS}} ssl crt {{.Certs.Combined}}
+    default_backend ws
+frontend wss_pass
+    bind {{.Listen.WSSPass}}
+    default_backend wss
+frontend iperf
+    bind {{.Listen.Iperf}}
+    default_backend iperf
 
 backend echo
     server s1 {{.Backend.Echo}}
 backend source
     server s1 {{.Backend.Source}}
+backend sink
+    server s1 {{.Backend.Sink}}
+backend ws
+    server s1 {{.Backend.WS}}
+backend wss
+    server s1 {{.Backend.WSS}}
+backend iperf
+    server s1 {{.Backend.Iperf}}
 `
 
 // nginxConf: stream module, two workers, each allowed enough connections
@@ -120,6 +188,10 @@ stream {
         proxy_pass {{.Backend.Source}};
     }
     server {
+        listen {{.Listen.Sink}};
+        proxy_pass {{.Backend.Sink}};
+    }
+    server {
         listen {{.Listen.TLSEcho}} ssl;
         ssl_certificate {{.Certs.Cert}};
         ssl_certificate_key {{.Certs.Key}};
@@ -130,6 +202,30 @@ stream {
         ssl_certificate {{.Certs.Cert}};
         ssl_certificate_key {{.Certs.Key}};
         proxy_pass {{.Backend.Source}};
+    }
+    server {
+        listen {{.Listen.TLSSink}} ssl;
+        ssl_certificate {{.Certs.Cert}};
+        ssl_certificate_key {{.Certs.Key}};
+        proxy_pass {{.Backend.Sink}};
+    }
+    server {
+        listen {{.Listen.WS}};
+        proxy_pass {{.Backend.WS}};
+    }
+    server {
+        listen {{.Listen.WSS}} ssl;
+        ssl_certificate {{.Certs.Cert}};
+        ssl_certificate_key {{.Certs.Key}};
+        proxy_pass {{.Backend.WS}};
+    }
+    server {
+        listen {{.Listen.WSSPass}};
+        proxy_pass {{.Backend.WSS}};
+    }
+    server {
+        listen {{.Listen.Iperf}};
+        proxy_pass {{.Backend.Iperf}};
     }
 }
 `

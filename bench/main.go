@@ -71,11 +71,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.smoke, "smoke", false, "run every scenario briefly with small counts, once (for tests)")
 	fs.StringVar(&o.out, "out", "", "also write the results as Markdown to this file (e.g. bench/RESULTS.md)")
 	only := fs.String("only", strings.Join(allTargets, ","), "comma-separated targets to measure")
-	scens := fs.String("scenarios", "", "comma-separated scenarios (default all): bulk-1, bulk-8, connrate, pingpong-1, pingpong-32, idle, idle-large, tls-handshake, tls-bulk-1, tls-bulk-8, tls-idle")
-	fs.IntVar(&o.runs, "runs", 0, "runs per cell (default 2, 1 with -smoke)")
+	scens := fs.String("scenarios", "", "comma-separated scenarios (default all): "+strings.Join(scenarioNames(), ", "))
+	fs.IntVar(&o.runs, "runs", 0, "runs per cell (default 3, 1 with -smoke)")
 	fs.StringVar(&o.l4edge, "l4edge", "", "prebuilt l4edge binary (default: go build ./cmd/l4edge at run time)")
 	fs.BoolVar(&o.install, "install", true, "apt-get install haproxy, nginx and libnginx-mod-stream when missing (root only)")
-	fs.DurationVar(&o.timeout, "timeout", 0, "stop measuring after this long (default 14m, 3m with -smoke)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "stop measuring after this long (default 60m, 5m with -smoke)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -121,9 +121,9 @@ func harnessMain(args []string, stdout io.Writer, log *zap.Logger) int {
 		p.runs = o.runs
 	}
 	if o.timeout == 0 {
-		o.timeout = 14 * time.Minute
+		o.timeout = 60 * time.Minute
 		if o.smoke {
-			o.timeout = 3 * time.Minute
+			o.timeout = 5 * time.Minute
 		}
 	}
 	scens, err := selectScenarios(scenarios(p), o.scenarios)

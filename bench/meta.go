@@ -146,8 +146,19 @@ func methodNotes(p params) []string {
 			"l4edge (`cmd/l4edge` built at run time, access log off), HAProxy `mode tcp` with `nbthread 2`, nginx `stream` with 2 workers. " +
 			"No proxy checks health or logs connections; all default buffer sizes and splicing behaviour are kept; the configurations are in `bench/configs.go`.",
 		fmt.Sprintf("Each cell is measured %d time(s) on a freshly started proxy; targets alternate (the order reverses every run) and the median is shown.", p.runs),
-		"Bulk: the backend writes zeros as fast as the client reads (download direction); Gbit/s counts bytes the clients received. " +
+		"Timeouts as operators set them: l4edge pools `idle_timeout: 1h`, HAProxy `timeout client/server 1h`, nginx `proxy_timeout 1h`; " +
+			"l4edge-noidle is l4edge without idle_timeout, and the l4edge/l4edge-noidle column is the cost of the timeout.",
+		"Download: the backend writes zeros as fast as the client reads; Gbit/s counts bytes the clients received. " +
+			"Upload: the clients write 128 KiB chunks to a backend that reads and discards; Gbit/s counts bytes the kernel took from the clients. " +
 			"Proxy CPU is utime+stime from /proc/PID/stat of the proxy's processes (nginx master and workers), before and after the timed window.",
+		"iperf3: Debian's iperf3 -c (-R for download) through each target to an iperf3 -s the backend runs; Gbit/s is iperf3's sum_received.",
+		fmt.Sprintf("wss: %d WebSockets (coder/websocket, in the harness) over TLS terminated by the proxy (wss-passthrough: passed through to the backend's own TLS), "+
+			"each sending 64 bytes and reading the echo once a second, spread evenly, for %s; CPU per message is the proxy's over that window, RSS per connection as for idle. "+
+			"The descriptor limit here is 20,000 per process: %d WebSockets hold %d descriptors in a proxy (client and backend side), which every proxy can hold; "+
+			"HAProxy's maxconn and nginx's worker_connections are set above it.", p.wssConns, p.wssTime, p.wssConns, 2*p.wssConns),
+		fmt.Sprintf("Reconnect storm: %d wss WebSockets are dropped at once when the backend's WebSocket service restarts (it refuses connections for %s); "+
+			"each client reconnects at once, then after 50 ms doubling to 1 s (with jitter) per failed attempt, and echoes once. "+
+			"The figure is the time from the restart to the last echo; peak RSS is sampled every 100 ms.", p.stormConns, wsDowntime),
 		"Connection rate: connect, write 64 bytes, read them back, close; latency is the whole cycle.",
 		"Ping-pong: 64 bytes written and read back on already open connections; latency per round trip.",
 		"Idle: connections opened 32 at a time, each proven with one echo, left idle for the settle time, then the proxy's VmRSS and /proc/PID/fd count are read; " +

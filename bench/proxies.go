@@ -12,14 +12,16 @@ import (
 
 // Target names, in table order.
 const (
-	targetDirect  = "direct"
-	targetL4edge  = "l4edge"
-	targetHAProxy = "haproxy"
-	targetNginx   = "nginx"
+	targetDirect = "direct"
+	targetL4edge = "l4edge"
+	// targetL4edgeNoIdle is l4edge without idle_timeout.
+	targetL4edgeNoIdle = "l4edge-noidle"
+	targetHAProxy      = "haproxy"
+	targetNginx        = "nginx"
 )
 
 // allTargets is the table order of the targets.
-var allTargets = []string{targetDirect, targetL4edge, targetHAProxy, targetNginx}
+var allTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetHAProxy, targetNginx}
 
 // tools are the proxy binaries found or built.
 type tools struct {
@@ -86,10 +88,13 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := proxyConf{Listen: listen, Backend: s.backend, Certs: s.certs, Dir: dir, NginxModule: s.tools.NginxModule}
+	c := proxyConf{Listen: listen, Backend: s.backend, Certs: s.certs, Dir: dir, NginxModule: s.tools.NginxModule, IdleTimeout: "1h"}
 	var cmd *exec.Cmd
 	switch name {
-	case targetL4edge:
+	case targetL4edge, targetL4edgeNoIdle:
+		if name == targetL4edgeNoIdle {
+			c.IdleTimeout = "0"
+		}
 		path := filepath.Join(dir, "l4edge.yaml")
 		if err := writeConf(path, l4edgeConf, c); err != nil {
 			return nil, err
@@ -126,7 +131,7 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 	return lt, nil
 }
 
-// freeAddrs reserves four distinct loopback ports (they are released just
+// freeAddrs reserves distinct loopback ports (they are released just
 // before the proxy binds them).
 func freeAddrs() (backendAddrs, error) {
 	var lns []net.Listener
@@ -135,7 +140,7 @@ func freeAddrs() (backendAddrs, error) {
 			_ = ln.Close()
 		}
 	}()
-	for range 4 {
+	for range len(backendAddrs{}.all()) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return backendAddrs{}, fmt.Errorf("reserve a loopback port: %w", err)
@@ -143,7 +148,7 @@ func freeAddrs() (backendAddrs, error) {
 		lns = append(lns, ln)
 	}
 	a := func(i int) string { return lns[i].Addr().String() }
-	return backendAddrs{Echo: a(0), Source: a(1), TLSEcho: a(2), TLSSource: a(3)}, nil
+	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5), WS: a(6), WSS: a(7), WSSPass: a(8), Iperf: a(9)}, nil
 }
 
 // waitListening polls until every address accepts a TCP connection, the
@@ -155,7 +160,13 @@ func waitListening(ctx context.Context, p *proc, a backendAddrs, limit time.Dura
 			return err
 		}
 		var lastErr error
-		for _, addr := range []string{a.Echo, a.Source, a.TLSEcho, a.TLSSource} {
+		// Not the iperf3 listener: a probe through it is a test that
+		// iperf3 -s (one test at a time) is still tearing down when the
+		// scenario's client arrives.
+		for _, addr := range a.all() {
+			if addr == a.Iperf {
+				continue
+			}
 			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err != nil {
 				lastErr = err

@@ -98,6 +98,9 @@ func (r *results) ratios() []ratio {
 			out = append(out, ratio{targetL4edge, p})
 		}
 	}
+	if has(targetL4edge) && has(targetL4edgeNoIdle) {
+		out = append(out, ratio{targetL4edge, targetL4edgeNoIdle}) // the cost of idle_timeout
+	}
 	if has(targetDirect) {
 		for _, p := range []string{targetL4edge, targetHAProxy, targetNginx} {
 			if has(p) {

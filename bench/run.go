@@ -51,7 +51,7 @@ func run(ctx context.Context, log *zap.Logger, o options, p params, scens []scen
 	}
 
 	commit := "unknown"
-	if want[targetL4edge] {
+	if want[targetL4edge] || want[targetL4edgeNoIdle] {
 		if tl.L4edge, commit, err = l4edgeBinary(ctx, log, o.l4edge, dir); err != nil {
 			return nil, meta{}, err
 		}
@@ -73,7 +73,8 @@ func run(ctx context.Context, log *zap.Logger, o options, p params, scens []scen
 	log.Info("backend ready", zap.Int("pid", backend.p.pid()), zap.Any("addresses", backend.addrs))
 
 	st := &starter{dir: dir, tools: tl, backend: backend.addrs, certs: certs}
-	env := &scenarioEnv{p: p, tlsCfg: clientTLSConfig(certs.Pool)}
+	tlsCfg := clientTLSConfig(certs.Pool)
+	env := &scenarioEnv{p: p, tlsCfg: tlsCfg, wsClient: wsClient(tlsCfg), restartWS: backend.restartWS}
 	res := newResults(targets, scens)
 	shown := map[string]bool{} // targets whose output was logged once
 	for _, s := range scens {

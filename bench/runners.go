@@ -15,11 +15,15 @@ const failPause = 10 * time.Millisecond
 
 // bulkRunner measures download throughput: the backend's source writes as
 // fast as it can, streams clients read for the scenario's duration.
-func bulkRunner(streams int, useTLS bool) func(context.Context, *scenarioEnv, *liveTarget) (outcome, error) {
+func bulkRunner(streams int, useTLS, upload bool) func(context.Context, *scenarioEnv, *liveTarget) (outcome, error) {
 	return func(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, error) {
-		dial := plainDialer(lt.addrs.Source)
+		plain, secure := lt.addrs.Source, lt.addrs.TLSSource
+		if upload {
+			plain, secure = lt.addrs.Sink, lt.addrs.TLSSink
+		}
+		dial := plainDialer(plain)
 		if useTLS {
-			dial = tlsDialer(lt.addrs.TLSSource, env.tlsCfg)
+			dial = tlsDialer(secure, env.tlsCfg)
 		}
 		conns, err := openConns(ctx, dial, streams, "stream")
 		defer closeAll(conns)
@@ -31,25 +35,12 @@ func bulkRunner(streams int, useTLS bool) func(context.Context, *scenarioEnv, *l
 			return outcome{}, err
 		}
 		end := time.Now().Add(env.p.bulk)
-		received := make([]uint64, streams)
-		t, elapsed := runWorkers(streams, func(w int, t *tally) {
-			c := conns[w]
-			if err := c.SetReadDeadline(end); err != nil {
-				t.fail(err)
-				return
-			}
-			buf := make([]byte, 256<<10)
-			for range maxOps {
-				n, err := c.Read(buf)
-				received[w] += uint64(n)
-				if err != nil {
-					if !errors.Is(err, os.ErrDeadlineExceeded) {
-						t.fail(fmt.Errorf("stream ended before the deadline: %w", err))
-					}
-					return
-				}
-			}
-		})
+		received := make([]uint64, streams) // or sent, uploading
+		move := downloadStream
+		if upload {
+			move = uploadStream
+		}
+		t, elapsed := runWorkers(streams, func(w int, t *tally) { move(conns[w], end, &received[w], t) })
 		s1, err := lt.sample()
 		if err != nil {
 			return outcome{}, err
@@ -71,6 +62,45 @@ func bulkRunner(streams int, useTLS bool) func(context.Context, *scenarioEnv, *l
 			},
 			tls: tlsSummary(conns[0]),
 		}, nil
+	}
+}
+
+// downloadStream reads c until end, counting the bytes into n.
+func downloadStream(c net.Conn, end time.Time, n *uint64, t *tally) {
+	if err := c.SetReadDeadline(end); err != nil {
+		t.fail(err)
+		return
+	}
+	buf := make([]byte, 256<<10)
+	for range maxOps {
+		got, err := c.Read(buf)
+		*n += uint64(got)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.fail(fmt.Errorf("stream ended before the deadline: %w", err))
+			}
+			return
+		}
+	}
+}
+
+// uploadStream writes 128 KiB chunks to c (as iperf3 does) until end,
+// counting the bytes the kernel took into n.
+func uploadStream(c net.Conn, end time.Time, n *uint64, t *tally) {
+	if err := c.SetWriteDeadline(end); err != nil {
+		t.fail(err)
+		return
+	}
+	buf := make([]byte, 128<<10)
+	for range maxOps {
+		sent, err := c.Write(buf)
+		*n += uint64(sent)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.fail(fmt.Errorf("stream ended before the deadline: %w", err))
+			}
+			return
+		}
 	}
 }
 
@@ -197,6 +227,7 @@ func opOutcome(t *tally, elapsed time.Duration, cpu float64) (outcome, error) {
 			"rate":       float64(t.ok) / elapsed.Seconds(),
 			"p50":        t.lat.quantileMicros(0.50),
 			"p99":        t.lat.quantileMicros(0.99),
+			"p999":       t.lat.quantileMicros(0.999),
 			"cpu_per_op": cpu / float64(t.ok),
 		},
 		failed:   t.failed,

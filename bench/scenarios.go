@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -20,16 +21,22 @@ type params struct {
 	settle, open time.Duration
 	// runs is how many times each cell is measured.
 	runs int
+	// wssConns WebSockets exchange a message a second for wssTime.
+	wssConns int
+	wssTime  time.Duration
+	// stormConns WebSockets reconnect at once after their backend restarts.
+	stormConns int
 }
 
-// fullParams are the figures of issue 7.
+// fullParams are the figures make bench measures.
 func fullParams() params {
 	return params{
 		bulk: 5 * time.Second, rate: 10 * time.Second, ping: 5 * time.Second, handshake: 5 * time.Second,
 		idle: 3000, idleLarge: 9000, tlsIdle: 3000,
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: time.Second, open: 90 * time.Second,
-		runs: 2,
+		runs:     3,
+		wssConns: 8000, wssTime: 30 * time.Second, stormConns: 5000,
 	}
 }
 
@@ -41,7 +48,8 @@ func smokeParams() params {
 		idle: 200, idleLarge: 400, tlsIdle: 200,
 		rateWorkers: 32, pingWorkers: 32, hsWorkers: 32,
 		settle: 100 * time.Millisecond, open: 20 * time.Second,
-		runs: 1,
+		runs:     1,
+		wssConns: 50, wssTime: 2 * time.Second, stormConns: 50,
 	}
 }
 
@@ -68,12 +76,14 @@ var (
 		{key: "rate", label: "conns/s", higher: true},
 		{key: "p50", label: "p50 µs"},
 		{key: "p99", label: "p99 µs"},
+		{key: "p999", label: "p99.9 µs"},
 		{key: "cpu_per_op", label: "proxy CPU µs/conn", proxyOnly: true, prec: 1},
 	}
 	pingMetrics = []metric{
 		{key: "rate", label: "round trips/s", higher: true},
 		{key: "p50", label: "p50 µs"},
 		{key: "p99", label: "p99 µs"},
+		{key: "p999", label: "p99.9 µs"},
 	}
 	idleMetrics = []metric{
 		{key: "rss_per_conn", label: "proxy RSS bytes/conn", proxyOnly: true},
@@ -84,6 +94,7 @@ var (
 		{key: "rate", label: "handshakes/s", higher: true},
 		{key: "p50", label: "handshake p50 µs"},
 		{key: "p99", label: "handshake p99 µs"},
+		{key: "p999", label: "handshake p99.9 µs"},
 		{key: "cpu_per_op", label: "proxy CPU ms/handshake", proxyOnly: true, prec: 3},
 	}
 )
@@ -102,6 +113,10 @@ type outcome struct {
 type scenarioEnv struct {
 	p      params
 	tlsCfg *tls.Config
+	// wsClient dials WebSockets with tlsCfg.
+	wsClient *http.Client
+	// restartWS restarts the backend's WebSocket services (runStorm).
+	restartWS func() error
 }
 
 // scenario is one measurement, run against each target in turn.
@@ -115,18 +130,38 @@ type scenario struct {
 func scenarios(p params) []scenario {
 	secs := func(d time.Duration) string { return fmt.Sprintf("%gs", d.Seconds()) }
 	return []scenario{
-		{"bulk-1", "bulk, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false)},
-		{"bulk-8", "bulk, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false)},
+		{"bulk-1", "download, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false, false)},
+		{"bulk-8", "download, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, false)},
+		{"upload-1", "upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, false, true)},
+		{"upload-8", "upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, false, true)},
+		{"iperf3-up-1", "iperf3 upload, 1 stream, " + secs(p.bulk), bulkMetrics, iperfRunner(1, false)},
+		{"iperf3-up-8", "iperf3 upload, 8 streams, " + secs(p.bulk), bulkMetrics, iperfRunner(8, false)},
+		{"iperf3-down-1", "iperf3 -R download, 1 stream, " + secs(p.bulk), bulkMetrics, iperfRunner(1, true)},
+		{"iperf3-down-8", "iperf3 -R download, 8 streams, " + secs(p.bulk), bulkMetrics, iperfRunner(8, true)},
 		{"connrate", fmt.Sprintf("connect+64B echo+close, %d workers, %s", p.rateWorkers, secs(p.rate)), rateMetrics, runConnRate},
 		{"pingpong-1", "ping-pong 64B, 1 conn, " + secs(p.ping), pingMetrics, pingRunner(1)},
 		{"pingpong-32", fmt.Sprintf("ping-pong 64B, %d conns, %s", p.pingWorkers, secs(p.ping)), pingMetrics, pingRunner(p.pingWorkers)},
 		{"idle", fmt.Sprintf("idle, %d conns", p.idle), idleMetrics, idleRunner(p.idle, false)},
 		{"idle-large", fmt.Sprintf("idle, %d conns", p.idleLarge), idleMetrics, idleRunner(p.idleLarge, false)},
 		{"tls-handshake", fmt.Sprintf("TLS 1.3 full handshake+echo, %d workers, %s", p.hsWorkers, secs(p.handshake)), handshakeMetrics, runHandshakes},
-		{"tls-bulk-1", "TLS bulk, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true)},
-		{"tls-bulk-8", "TLS bulk, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true)},
+		{"tls-bulk-1", "TLS download, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true, false)},
+		{"tls-bulk-8", "TLS download, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, false)},
+		{"tls-upload-1", "TLS upload, 1 stream, " + secs(p.bulk), bulkMetrics, bulkRunner(1, true, true)},
+		{"tls-upload-8", "TLS upload, 8 streams, " + secs(p.bulk), bulkMetrics, bulkRunner(8, true, true)},
 		{"tls-idle", fmt.Sprintf("TLS idle, %d conns", p.tlsIdle), idleMetrics, idleRunner(p.tlsIdle, true)},
+		{"wss", fmt.Sprintf("wss, %d WebSockets, 64 B each way every second, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(false)},
+		{"storm", fmt.Sprintf("reconnect storm, %d wss WebSockets after a backend restart", p.stormConns), stormMetrics, runStorm},
+		{"wss-passthrough", fmt.Sprintf("wss through passthrough (TLS at the backend), %d WebSockets, %s", p.wssConns, secs(p.wssTime)), wssMetrics, wssRunner(true)},
 	}
+}
+
+// scenarioNames lists every scenario's name in table order.
+func scenarioNames() []string {
+	var out []string
+	for _, s := range scenarios(smokeParams()) {
+		out = append(out, s.name)
+	}
+	return out
 }
 
 // selectScenarios returns the scenarios named in the comma-separated list

@@ -142,7 +142,7 @@ func TestDefaults(t *testing.T) {
 		"policy":           {p.Policy, "round_robin"},
 		"connect_timeout":  {p.ConnectTimeout, 3 * time.Second},
 		"connect_attempts": {p.ConnectAttempts, 3},
-		"passive_fall":     {p.PassiveFall, 1},
+		"passive_fall":     {p.PassiveFall, 3},
 		"cooldown":         {p.PassiveCooldown, 10 * time.Second},
 		"idle":             {p.IdleTimeout, time.Duration(0)},
 		"weight":           {p.Backends[0].Weight, 1},
@@ -214,4 +214,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("error without problems")
 		}
 	})
+}
+
+// The admin API's default reach: loopback addresses and localhost only.
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9901": true, "127.0.0.2:9901": true, "[::1]:9901": true, "localhost:9901": true,
+		"0.0.0.0:9901": false, "[::]:9901": false, ":9901": false, "10.0.0.1:9901": false, "example.com:9901": false, "nonsense": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
 }

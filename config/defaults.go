@@ -18,7 +18,7 @@ const (
 	DefaultIPv6Prefix       = 64
 	DefaultConnectTimeout   = 3 * time.Second
 	DefaultConnectAttempts  = 3
-	DefaultPassiveFall      = 1
+	DefaultPassiveFall      = 3
 	DefaultPassiveCooldown  = 10 * time.Second
 	DefaultHealthInterval   = 5 * time.Second
 	DefaultHealthTimeout    = 2 * time.Second

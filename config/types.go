@@ -99,6 +99,10 @@ type Listener struct {
 	Name string `yaml:"name"`
 	// Listen is the host:port to bind; unique.
 	Listen string `yaml:"listen"`
+	// Multipath accepts MPTCP clients as MPTCP; by default the listener is
+	// plain TCP (MPTCP clients fall back to TCP). Taken when the listener is
+	// bound: a reload that keeps the address keeps the socket.
+	Multipath bool `yaml:"multipath"`
 	// ProxyProtocolIn accepts PROXY headers from trusted peers; nil when not set.
 	ProxyProtocolIn *ProxyProtocolIn `yaml:"proxy_protocol_in"`
 	// InspectTimeout bounds the wait for a ClientHello.

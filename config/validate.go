@@ -76,6 +76,20 @@ func (k *checker) nonNegative(path string, v int) {
 	}
 }
 
+// IsLoopback reports whether a host:port listens on loopback only
+// (127.0.0.0/8, ::1 or localhost): the admin API's default reach.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
 // validate runs every cross-check of a decoded, defaulted Config.
 func validate(c *Config) []error {
 	k := &checker{c: c}
@@ -83,6 +97,9 @@ func validate(c *Config) []error {
 	k.oneOf("log.format", c.Log.Format, "json", "console")
 	if c.Admin.Listen != "" {
 		k.hostPort("admin.listen", c.Admin.Listen, 0)
+		if !IsLoopback(c.Admin.Listen) && !c.Admin.AllowRemote {
+			k.fail("admin.listen", "%q is not a loopback address; set admin.allow_remote: true to expose the admin API", c.Admin.Listen)
+		}
 	}
 	k.tls()
 	if len(c.Listeners) == 0 {

@@ -2,6 +2,7 @@ package l4
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -136,18 +137,56 @@ func (c *conn) record(res relayResult) Record {
 	return r
 }
 
-// relayEnded reports a backend that reset before sending anything as a
-// passive failure (and a reply as a success), then ends the connection.
+// relayEnded applies the passive health rule to the backend, then ends
+// the connection.
 func (c *conn) relayEnded(res relayResult) {
-	b := c.backendRef.Load()
-	switch {
-	case b == nil:
-	case res.toClient > 0:
-		b.ReportSuccess()
-	case res.reason == CloseBackendClosed && res.err != nil:
-		b.ReportFailure(fmt.Errorf("backend %s reset before replying: %w", b.Address, res.err))
+	if b := c.backendRef.Load(); b != nil {
+		c.judgeBackend(b, &res)
 	}
 	c.end(res)
+}
+
+// judgeBackend is passive health's rule for a connection that reached its
+// backend. Only what proves the backend broken counts against it: it ended
+// the connection (reset or close) before acknowledging a byte written to
+// it, or, with nothing to write, within connect_timeout of the accept.
+// What a backend does after it took or sent bytes is the application's
+// business: a reset then ends the connection with backend_reset and is
+// never a health failure. A connection that moved bytes ends a run of
+// passive failures.
+func (c *conn) judgeBackend(b *balancer.Backend, res *relayResult) {
+	delivered := res.toClient > 0 || res.backendAcked > 0
+	switch {
+	case res.reason != CloseBackendClosed:
+		if delivered || res.toBackend > 0 {
+			b.ReportSuccess()
+		}
+	case delivered:
+		if res.err != nil {
+			res.reason = CloseBackendReset
+		}
+		b.ReportSuccess()
+	case res.backendAcked == 0 && (int64(c.preamble)+res.toBackend > 0 || c.age() < c.route.pool.ConnectWindow()):
+		b.ReportFailure(fmt.Errorf("backend %s %s before taking a byte: %w", b.Address, endedHow(res.err), errOrEOF(res.err)))
+	}
+}
+
+// age is how long ago the connection was accepted.
+func (c *conn) age() time.Duration { return time.Since(c.l.srv.epoch) - c.start }
+
+// endedHow names how a backend ended a connection: reset, or closed.
+func endedHow(err error) string {
+	if err != nil {
+		return "reset"
+	}
+	return "closed"
+}
+
+func errOrEOF(err error) error {
+	if err != nil {
+		return err
+	}
+	return io.EOF
 }
 
 // FlowEnded is told by the event loop how the connection's flow ended.
@@ -170,7 +209,7 @@ func (s *Server) relayInLoop(c *conn, backend *net.TCPConn, idle time.Duration) 
 }
 
 func fromLoop(r relayloop.Result) relayResult {
-	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, err: r.Err}
+	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, err: r.Err, backendAcked: r.BackendAcked}
 	switch r.Reason {
 	case relayloop.ClientClosed:
 		res.reason = CloseClientClosed

@@ -145,7 +145,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 		{"backend reset mid-stream", func(c net.Conn) {
 			_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "example.com"}))
 			_, _ = readAllTimeout(c, 3*time.Second)
-		}, CloseBackendClosed},
+		}, CloseBackendReset},
 		{"plain bytes without a catch-all", func(c net.Conn) { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) }, CloseNoRoute},
 	}
 	for _, tc := range cases {
@@ -159,7 +159,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 		if rec.Close != tc.want {
 			t.Fatalf("%s: close %q (err %v), want %q", tc.name, rec.Close, rec.Err, tc.want)
 		}
-		if tc.want == CloseBackendClosed && (rec.Err == nil || !strings.Contains(rec.Err.Error(), "reset")) {
+		if tc.want == CloseBackendReset && (rec.Err == nil || !strings.Contains(rec.Err.Error(), "reset")) {
 			t.Fatalf("%s: error %v, want a reset", tc.name, rec.Err)
 		}
 		echoOnce()

@@ -48,6 +48,7 @@ type parkedDir struct {
 	watch    *relayloop.Watch
 	state    atomic.Int32
 	total    int64 // touched only by the running goroutine, then by finish
+	acked    int64 // as relayOutcome.acked; set in end
 
 	srcRaw syscall.RawConn // the source socket, to probe and arm with
 	// batcher is the recordConn under a *tls.Conn destination, nil for a
@@ -61,7 +62,7 @@ func (d *parkedDir) init(p *parkedRelay, dst, src leg, out *relayOutcome) error 
 	if err != nil {
 		return err
 	}
-	d.p, d.dst, d.src, d.out, d.srcRaw = p, dst, src, out, rc
+	d.p, d.dst, d.src, d.out, d.srcRaw, d.acked = p, dst, src, out, rc, -1
 	if tc, ok := dst.conn.(*tls.Conn); ok {
 		d.batcher, _ = tc.NetConn().(*recordConn)
 	}
@@ -240,6 +241,9 @@ func (d *parkedDir) writeBatched(p []byte) (int, error) {
 // error both sockets are closed.
 func (d *parkedDir) end(err error) {
 	d.state.Store(dirEnded)
+	if d.out == &d.p.st.down && d.total == 0 {
+		d.acked = ackedBy(d.src.tcp) // before either socket is closed
+	}
 	if errors.Is(err, io.EOF) {
 		closeWrite(d.dst)
 		d.finish(nil)
@@ -254,7 +258,7 @@ func (d *parkedDir) end(err error) {
 
 // finish records the outcome; the second direction to finish reports both.
 func (d *parkedDir) finish(err error) {
-	*d.out = relayOutcome{n: d.total, err: err, at: time.Now()}
+	*d.out = relayOutcome{n: d.total, err: err, at: time.Now(), acked: d.acked}
 	d.watch.Stop()
 	p := d.p
 	if p.st.pending.Add(-1) != 0 {

@@ -10,25 +10,25 @@ import (
 // Close reasons: why a connection ended, as the access log's `close` field
 // and the result label of l4edge_connections_total.
 const (
-	CloseClientClosed        = "client_closed"
-	CloseBackendClosed       = "backend_closed"
-	CloseIdleTimeout         = "idle_timeout"
-	CloseNoRoute             = "no_route"
-	CloseNoBackend           = "no_backend"
-	CloseDialFailed          = "dial_failed"
-	CloseHandshakeFailed     = "handshake_failed"
-	CloseInspectTimeout      = "inspect_timeout"
-	CloseInvalidClientHello  = "invalid_client_hello"
-	CloseLimit               = "limit"
-	CloseShutdown            = "shutdown"
-	CloseBackendDown         = "backend_down"
-	CloseACMEChallenge       = "acme_challenge"
-	CloseUntrustedProxy      = "untrusted_proxy_header"
-	CloseProxyHeaderTimeout  = "proxy_header_timeout"
-	CloseInvalidProxyHeader  = "invalid_proxy_header"
-	CloseClientError         = "client_error"
-	CloseBackendError        = "backend_error"
-	CloseBackendWriteFailure = "backend_write_failed"
+	CloseClientClosed  = "client_closed"
+	CloseBackendClosed = "backend_closed"
+	// CloseBackendReset: the backend reset the connection after it took or
+	// sent bytes; the application's business, never a health failure.
+	CloseBackendReset       = "backend_reset"
+	CloseIdleTimeout        = "idle_timeout"
+	CloseNoRoute            = "no_route"
+	CloseNoBackend          = "no_backend"
+	CloseDialFailed         = "dial_failed"
+	CloseHandshakeFailed    = "handshake_failed"
+	CloseInspectTimeout     = "inspect_timeout"
+	CloseInvalidClientHello = "invalid_client_hello"
+	CloseLimit              = "limit"
+	CloseShutdown           = "shutdown"
+	CloseBackendDown        = "backend_down"
+	CloseACMEChallenge      = "acme_challenge"
+	CloseUntrustedProxy     = "untrusted_proxy_header"
+	CloseProxyHeaderTimeout = "proxy_header_timeout"
+	CloseInvalidProxyHeader = "invalid_proxy_header"
 )
 
 // TLS handling of a connection, as the access log's `tls` field.

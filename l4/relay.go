@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
 // leg is one side of a relayed connection: conn is what bytes are read from
@@ -28,6 +30,10 @@ type relayResult struct {
 	toClient  int64
 	reason    string
 	err       error
+	// backendAcked is what relayloop.Result.BackendAcked says: the bytes
+	// the backend acknowledged, known (>= 0) only when it ended the
+	// connection before sending a byte.
+	backendAcked int64
 }
 
 // relayer moves bytes between a client and a backend. It holds the copy
@@ -92,15 +98,23 @@ type relayOutcome struct {
 	n   int64
 	err error
 	at  time.Time
+	// acked is, for the backend-to-client direction when it ended before
+	// moving a byte, what the backend acknowledged (ackedBy); else -1.
+	acked int64
 }
 
 // run copies one direction; the second direction to end reports both.
 func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
-	n, err, idleOut := r.pipe(dst, src, st.w)
+	acked := int64(-1)
+	var ack *int64
+	if out == &st.down {
+		ack = &acked
+	}
+	n, err, idleOut := r.pipe(dst, src, st.w, ack)
 	if idleOut {
 		st.idleOut.Store(true)
 	}
-	*out = relayOutcome{n, err, time.Now()}
+	*out = relayOutcome{n, err, time.Now(), acked}
 	if st.pending.Add(-1) == 0 {
 		st.done(st.result())
 	}
@@ -110,14 +124,14 @@ func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
 // closed.
 func (st *relayState) result() relayResult {
 	u, d := &st.up, &st.down
-	res := relayResult{toBackend: u.n, toClient: d.n}
+	res := relayResult{toBackend: u.n, toClient: d.n, backendAcked: -1}
 	switch {
 	case st.idleOut.Load():
 		res.reason = CloseIdleTimeout
 	case !u.at.After(d.at):
 		res.reason, res.err = CloseClientClosed, u.err
 	default:
-		res.reason, res.err = CloseBackendClosed, d.err
+		res.reason, res.err, res.backendAcked = CloseBackendClosed, d.err, d.acked
 	}
 	if res.err == nil {
 		res.err = firstErr(u.err, d.err)
@@ -137,13 +151,18 @@ func firstErr(errs ...error) error {
 // pipe copies src to dst until EOF or an error. On EOF it shuts dst's write
 // half so the peer sees the FIN; on an error it closes both sides so the
 // other direction ends too. It reports whether it ended by idle timeout.
-func (r *relayer) pipe(dst, src leg, w *idleWatch) (total int64, err error, idleOut bool) {
+// With ack set (src is the backend) and nothing copied, it stores what the
+// backend acknowledged before any socket is closed.
+func (r *relayer) pipe(dst, src leg, w *idleWatch, ack *int64) (total int64, err error, idleOut bool) {
 	for {
 		w.arm(dst, src)
 		n, err := r.copyOnce(dst, src)
 		total += n
 		if err != nil && w.enabled() && errors.Is(err, os.ErrDeadlineExceeded) && w.stillActive() {
 			continue
+		}
+		if ack != nil && total == 0 {
+			*ack = ackedBy(src.tcp)
 		}
 		if err == nil {
 			closeWrite(dst)
@@ -249,3 +268,16 @@ func closeWrite(l leg) {
 }
 
 func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// ackedBy is relayloop.AckedBytes of an open socket; -1 once it is closed.
+func ackedBy(c *net.TCPConn) int64 {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	acked := int64(-1)
+	if rc.Control(func(fd uintptr) { acked = relayloop.AckedBytes(int(fd)) }) != nil {
+		return -1
+	}
+	return acked
+}

@@ -144,6 +144,8 @@ func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 	// Keepalive is set once on the listening socket, which accepted
 	// sockets inherit, instead of four setsockopt calls per connection.
 	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(s.opts.KeepAlive)}
+	// Go listens with MPTCP by default (since 1.24); l4edge only on request.
+	lc.SetMultipathTCP(lr.cfg.Multipath)
 	ln, err := lc.Listen(context.Background(), "tcp", lr.cfg.Listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {

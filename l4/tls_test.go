@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/clienthello"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // staticTLS is a TLSProvider with fixed configs per (listener, route).
@@ -59,15 +59,7 @@ func selfSigned(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool)
 // captureHello returns the first flight a crypto/tls client sends.
 func captureHello(t *testing.T, cfg *tls.Config) []byte {
 	t.Helper()
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	go func() { _ = tls.Client(a, cfg).Handshake() }()
-	raw, _, err := clienthello.Read(b, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return l4test.ClientHello(t, cfg)
 }
 
 // reframe splits one handshake message into TLS records of at most size bytes.

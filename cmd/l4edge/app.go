@@ -35,6 +35,7 @@ type app struct {
 	adminSrv *admin.Server
 	store    *redisstore.Storage // shared storage; nil for tls.storage.file
 	cluster  *cluster.Cluster    // heartbeats and shared drains; nil without store
+	notify   *notifier           // nil outside systemd
 
 	mu       sync.Mutex // serializes start, reload and stop
 	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
@@ -144,9 +145,17 @@ func (a *app) start(ctx context.Context) error {
 
 // reload re-reads the file; a file that does not validate is refused and
 // the running configuration keeps serving.
-func (a *app) reload(ctx context.Context) error {
+func (a *app) reload(ctx context.Context) (err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.notify.reloading()
+	defer func() {
+		status := statusLine(len(a.cfg.Listeners))
+		if err != nil {
+			status += "; the last reload was refused (see the log)"
+		}
+		a.notify.ready(status)
+	}()
 	cfg, err := config.Load(a.path)
 	if err != nil {
 		a.hooks.reloaded(false)

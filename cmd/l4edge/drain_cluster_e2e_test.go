@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -34,35 +35,6 @@ pools:
 `, adminAddr, redisAddr, listen, backends[0], weight, backends[1])
 }
 
-// clusterView is what the tests read of /status.
-type clusterView struct {
-	Pools []struct {
-		Backends []struct{ Address, State string }
-	}
-	Cluster struct {
-		Self    string
-		Members []struct {
-			ID         string `json:"id"`
-			ConfigHash string `json:"config_hash"`
-		}
-		Drift  []string
-		Drains []struct{ Pool, Backend string }
-	}
-}
-
-func backendState(t *testing.T, admin, addr string) string {
-	t.Helper()
-	var v clusterView
-	getJSON(t, "http://"+admin+"/status", &v)
-	for _, b := range v.Pools[0].Backends {
-		if b.Address == addr {
-			return b.State
-		}
-	}
-	t.Fatalf("no backend %s in /status", addr)
-	return ""
-}
-
 // post sends POST url and returns the status code and decoded body.
 func post(t *testing.T, url string) (int, map[string]any) {
 	t.Helper()
@@ -81,9 +53,9 @@ func waitState(t *testing.T, admins []string, addr, state string, within time.Du
 	t.Helper()
 	start := time.Now()
 	for _, a := range admins {
-		for backendState(t, a, addr) != state {
+		for backendState(t, a, "p", addr) != state {
 			if time.Since(start) > within {
-				t.Fatalf("%s shows %s %s, not %s, after %s", a, addr, backendState(t, a, addr), state, within)
+				t.Fatalf("%s shows %s %s, not %s, after %s", a, addr, backendState(t, a, "p", addr), state, within)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -119,7 +91,7 @@ func TestClusterDrain(t *testing.T) {
 
 	start(3, "1")
 	waitState(t, admins[3:], be, "draining", 2*time.Second)
-	var v clusterView
+	var v admin.StatusDoc
 	getJSON(t, "http://"+admins[3]+"/status", &v)
 	if len(v.Cluster.Members) != 4 || len(v.Cluster.Drift) != 0 || len(v.Cluster.Drains) != 1 {
 		t.Fatalf("fourth member's cluster view: %+v", v.Cluster)
@@ -158,8 +130,18 @@ func TestClusterDrain(t *testing.T) {
 	}
 	waitState(t, admins, be, "draining", time.Second)
 
-	if code, body := post(t, "http://"+admins[2]+"/pools/p/backends/"+be+"/enable?scope=cluster"); code != 200 || body["scope"] != "cluster" {
+	if code, body := post(t, "http://"+admins[1]+"/pools/p/backends/"+be+"/enable?scope=cluster"); code != 200 || body["scope"] != "cluster" {
 		t.Fatalf("enable?scope=cluster: %d %v", code, body)
+	}
+	if code, body := post(t, "http://"+admins[1]+"/pools/p/backends/"+be+"/drain?scope=cluster"); code != 200 || body["scope"] != "cluster" {
+		t.Fatalf("drain?scope=cluster: %d %v", code, body)
+	}
+	waitState(t, admins, be, "draining", 2*time.Second)
+	// The command line, as an operator types it.
+	var stdout, stderr strings.Builder
+	if code := run([]string{"enable", "-admin", admins[2], "-scope", "cluster", "p", be}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "cluster-wide") {
+		t.Fatalf("l4edge enable -scope cluster: exit %d: %s %s", code, stdout.String(), stderr.String())
 	}
 	took = waitState(t, admins, be, "healthy", 2*time.Second)
 	t.Logf("cluster enable applied on 5 members within %s", took.Round(time.Millisecond))

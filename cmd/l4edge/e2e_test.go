@@ -39,16 +39,22 @@ pools:
 // under strace during a 32 MiB transfer and count the bytes splice(2)
 // moved. A relay that copied in user space would move none.
 func TestSpliceUsedForPassthrough(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tracedEcho(t, plainConfig(addr, startEcho(t), ""), addr, func() *net.TCPConn { return dialTCP(t, addr) })
+}
+
+// tracedEcho runs l4edge with yaml under strace, echoes 32 MiB through
+// addr on a connection from dial (half-closed after the upload), and fails
+// unless splice(2) moved nearly all of it.
+func tracedEcho(t *testing.T, yaml, addr string, dial func() *net.TCPConn) {
+	t.Helper()
 	strace, err := exec.LookPath("strace")
 	if err != nil {
 		t.Skip("SKIPPED LOUDLY: strace not installed; `make test` installs it (apt-get install strace)")
 	}
-	back := startEcho(t)
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	cmd := exec.Command(strace, "-f", "-qq", "-e", "trace=splice", "-o", trace,
-		filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, plainConfig(addr, back, "")))
+		filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, yaml))
 	p := startCmd(t, cmd)
 	waitListening(t, addr, 20*time.Second)
 	traced := tracedChild(t, cmd.Process.Pid)
@@ -56,7 +62,7 @@ func TestSpliceUsedForPassthrough(t *testing.T) {
 
 	payload := make([]byte, 32<<20)
 	_, _ = rand.Read(payload)
-	echoRoundTrip(t, addr, payload)
+	echoOver(t, dial(), payload)
 	// strace does not pass signals on: stop the traced l4edge itself.
 	if err := syscall.Kill(traced, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -107,8 +113,10 @@ func tracedChild(t *testing.T, pid int) int {
 func TestDrainOnSIGTERM(t *testing.T) {
 	slow := serveTCP(t, func(c net.Conn) {
 		// Stream for 1.5s after the first byte, then end.
-		buf := make([]byte, 1)
-		if _, err := c.Read(buf); err != nil {
+		// Read all the client sends ("go"): a close with unread bytes
+		// would be a reset.
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(c, buf); err != nil {
 			return // a readiness probe
 		}
 		end := time.Now().Add(1500 * time.Millisecond)
@@ -139,6 +147,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	if err != nil || len(got) < 50*1024 {
 		t.Fatalf("busy connection got %d bytes, err %v; want the whole stream", len(got), err)
 	}
+	c.Close() // the client's half ends too, as a client's would at EOF
 	if code := p.wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -273,15 +274,60 @@ func startEcho(t *testing.T) string {
 // echoRoundTrip sends b through addr and checks it comes back.
 func echoRoundTrip(t *testing.T, addr string, b []byte) {
 	t.Helper()
+	echoOver(t, dialTCP(t, addr), b)
+}
+
+// dialTCP connects to addr within 2 s.
+func dialTCP(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c.(*net.TCPConn)
+}
+
+// echoOver sends b on c, half-closes it and wants b back before EOF; it
+// closes c.
+func echoOver(t *testing.T, c *net.TCPConn, b []byte) {
+	t.Helper()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	go func() { _, _ = c.Write(b); _ = c.(*net.TCPConn).CloseWrite() }()
+	go func() { _, _ = c.Write(b); _ = c.CloseWrite() }()
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, b) {
-		t.Fatalf("echo through %s: %d of %d bytes back, err %v", addr, len(got), len(b), err)
+		t.Fatalf("echo through %s: %d of %d bytes back, err %v", c.RemoteAddr(), len(got), len(b), err)
 	}
+}
+
+// poolStatus reads one pool from GET /status: whether it is in panic and
+// each backend's state by address.
+func poolStatus(t *testing.T, adminAddr, pool string) (inPanic bool, states map[string]string) {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Pools []struct {
+			Name     string
+			Panic    bool
+			Backends []struct{ Address, State string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("GET /status: %v", err)
+	}
+	for _, p := range st.Pools {
+		if p.Name == pool {
+			states = map[string]string{}
+			for _, b := range p.Backends {
+				states[b.Address] = b.State
+			}
+			return p.Panic, states
+		}
+	}
+	t.Fatalf("GET /status: no pool %q", pool)
+	return false, nil
 }

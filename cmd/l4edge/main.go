@@ -4,6 +4,8 @@
 //
 //	l4edge run      [-config FILE]
 //	l4edge validate [-config FILE]
+//	l4edge status | certs | drain POOL ADDRESS | enable POOL ADDRESS | reload
+//	                [-admin ADDR] [-config FILE] [-json]
 //	l4edge version
 package main
 
@@ -39,6 +41,14 @@ func usage(w io.Writer) {
   l4edge run      [-config FILE]   serve (default FILE ./l4edge.yaml)
   l4edge validate [-config FILE]   check a file, print every problem, exit 1 if any
   l4edge version                   print version, commit and Go version
+
+talk to a running l4edge over its admin API (flags before arguments):
+  l4edge status [-json]                 listeners, routes, pools and backends
+  l4edge certs  [-json]                 certificates: names, issuer, expiry
+  l4edge drain  POOL ADDRESS            stop new connections to a backend
+  l4edge enable POOL ADDRESS            undo drain
+  l4edge reload [-config FILE]          validate FILE here, then reload the process
+  common flags: -admin ADDR (default: admin.listen of -config FILE, ./l4edge.yaml)
 `)
 }
 
@@ -58,6 +68,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "run", "validate":
 	default:
+		if _, ok := ctlCommandFor(cmd); ok {
+			return runCtl(cmd, rest, stdout, stderr)
+		}
 		fmt.Fprintf(stderr, "l4edge: unknown command %q\n", cmd)
 		usage(stderr)
 		return exitUsage

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/admin"
 )
 
 // getJSON decodes GET url into v.
@@ -26,14 +28,6 @@ func getJSON(t *testing.T, url string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-}
-
-// statusStorage is the storage section of /status.
-type statusStorage struct {
-	Storage struct {
-		Kind, Address, LastError string `json:"-"`
-		Up                       bool   `json:"up"`
-	} `json:"storage"`
 }
 
 // cluster3 starts three instances on 127.0.0.1-3 at tlsPort with admin
@@ -66,9 +60,9 @@ func TestClusterRedisDown(t *testing.T) {
 	for _, pr := range procs {
 		pr.waitLog(20*time.Second, "storage unavailable")
 	}
-	var st statusStorage
+	var st admin.StatusDoc
 	getJSON(t, "http://"+admins[0]+"/status", &st)
-	if st.Storage.Up {
+	if st.Storage == nil || st.Storage.Up {
 		t.Fatal("/status shows storage up while Redis is stopped")
 	}
 	failures := 0
@@ -128,7 +122,7 @@ func TestClusterRedisDown(t *testing.T) {
 		}
 	}
 	getJSON(t, "http://"+admins[0]+"/status", &st)
-	if !st.Storage.Up {
+	if st.Storage == nil || !st.Storage.Up {
 		t.Fatal("/status shows storage down after Redis came back")
 	}
 	resp, err := http.Get("http://" + admins[0] + "/metrics")

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -50,8 +51,8 @@ func TestSentinelFailover(t *testing.T) {
 	t.Logf("failover %s after the primary was killed", time.Since(killed).Round(time.Millisecond))
 	waitCertificate(t, p, addr, "two.sentinel.test", 60*time.Second)
 	t.Logf("new on-demand certificate %s after the primary was killed", time.Since(killed).Round(time.Millisecond))
-	var st statusStorage
-	for getJSON(t, "http://"+adm+"/status", &st); !st.Storage.Up; getJSON(t, "http://"+adm+"/status", &st) {
+	var st admin.StatusDoc
+	for getJSON(t, "http://"+adm+"/status", &st); st.Storage == nil || !st.Storage.Up; getJSON(t, "http://"+adm+"/status", &st) {
 		if time.Since(killed) > 60*time.Second {
 			t.Fatal("/status shows storage down after the failover")
 		}

@@ -58,12 +58,17 @@ func serve(path string, stderr io.Writer) int {
 
 	ctx := context.Background()
 	a := newApp(path, cfg, log, level, sizeEventLoops(log))
+	a.notify = newNotifier(log)
+	defer a.notify.close()
 	if err := a.start(ctx); err != nil {
 		log.Error("start failed", zap.String("config", path), zap.Error(err))
 		_ = a.stop(ctx)
 		return exitFatal
 	}
 	log.Info("l4edge started", zap.String("config", path), zap.Int("pid", os.Getpid()))
+	// Every listener is bound (start returned): systemd may start what depends on us.
+	a.notify.ready(statusLine(len(cfg.Listeners)))
+	a.notify.watchdog()
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -81,6 +86,7 @@ func drain(ctx context.Context, a *app, log *zap.Logger, sig os.Signal, sigs <-c
 	a.cfgMu.Lock()
 	grace := a.cfg.ShutdownGrace
 	a.cfgMu.Unlock()
+	a.notify.stopping()
 	log.Info("stopping: no new connections; open ones may finish",
 		zap.String("signal", sig.String()), zap.Duration("grace", grace),
 		zap.Int("active", a.server.ActiveConnections()))

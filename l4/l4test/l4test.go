@@ -3,11 +3,18 @@
 package l4test
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/clienthello"
 )
 
 // Blackhole returns a loopback address whose SYNs go unanswered: a socket
@@ -60,4 +67,46 @@ func Refusing(t testing.TB, n int) []string {
 		addrs[i] = ln.Addr().String()
 	}
 	return addrs
+}
+
+// ClientHello returns the first flight a crypto/tls client with cfg sends:
+// its ClientHello, framed as it crosses the wire.
+func ClientHello(t testing.TB, cfg *tls.Config) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _ = tls.Client(a, cfg).Handshake() }()
+	raw, _, err := clienthello.Read(b, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// ProcFDs counts the open descriptors of process pid.
+func ProcFDs(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("process %d is gone: %v", pid, err)
+	}
+	return len(ents)
+}
+
+// ProcRSS returns the resident set size of process pid, in bytes.
+func ProcRSS(t testing.TB, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("process %d is gone: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
 }

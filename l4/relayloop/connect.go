@@ -96,6 +96,13 @@ func (l *loop) setIdle(f *Flow, idle time.Duration) {
 		l.idleN.Add(1)
 	}
 	f.idle = idle
+	switch {
+	case idle <= 0:
+		l.timers.cancel(f)
+	case l.timers.index(f) < 0:
+		// Early is fine: the sweep reads the real deadline when it is due.
+		l.timers.schedule(f, f.lastActive.Load()+int64(idle))
+	}
 }
 
 // errConnectTimeout is the cause of a connect that outlived its timeout, in

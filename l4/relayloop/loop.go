@@ -26,7 +26,8 @@ const (
 	defaultBudget = 16
 	// maxFreePipes bounds the pipes a loop keeps for reuse.
 	maxFreePipes = 64
-	// sweepEvery is how often idle timeouts are checked.
+	// sweepEvery bounds the wait of a loop whose flows with a timeout are
+	// not scheduled yet (they are, in the batch after they are added).
 	sweepEvery = 100 * time.Millisecond
 	// wakeID marks the loop's eventfd in epoll data.
 	wakeID = int32(-1)
@@ -48,6 +49,7 @@ type loop struct {
 	flows     []*Flow // by id; nil slots are free
 	free      []uint32
 	closeReqs []*Flow
+	timedAdds []*Flow // flows added with a timeout, for the loop to schedule
 	stopping  bool
 	stopped   chan struct{}
 
@@ -66,6 +68,7 @@ type loop struct {
 	bigN    int // big pipes open, free or in use
 	pending []*Flow
 	toClose []int
+	timers  timers      // deadlines of flows with a timeout
 	spawned bool        // goroutines were started since the last wait (see wait)
 	loops   int         // loops in this Relay
 	rawWait atomic.Bool // wait keeps the P (see wait)
@@ -78,6 +81,7 @@ type loop struct {
 	checked   time.Time
 
 	idleN   atomic.Int64 // open flows with an idle timeout
+	swept   atomic.Int64 // timer entries the sweep looked at (tests)
 	stashed atomic.Int64 // copied bytes parked in a pipe for a full destination (tests)
 }
 
@@ -120,6 +124,9 @@ func (l *loop) add(f *Flow) error {
 	} else {
 		f.id = uint32(len(l.flows))
 		l.flows = append(l.flows, f)
+	}
+	if timed {
+		l.timedAdds = append(l.timedAdds, f)
 	}
 	l.mu.Unlock()
 	// Counted before the sockets are registered, which the loop's
@@ -178,14 +185,13 @@ func (l *loop) run() {
 	// now is read once per batch, after it: the sweep, the next timeout
 	// and wait all use it.
 	now := time.Now()
-	lastSweep := now
 	for {
 		// The loop waits on a thread (and a P) of its own: see wait.
 		timeout := -1
 		if len(l.pending) > 0 {
 			timeout = 0
 		} else if l.hasIdleFlows() {
-			timeout = int(max(sweepEvery-now.Sub(lastSweep), time.Millisecond) / time.Millisecond)
+			timeout = l.untilDue(now)
 		}
 		n, err := l.wait(events, timeout, now)
 		if err != nil && err != unix.EINTR {
@@ -206,11 +212,16 @@ func (l *loop) run() {
 				batch = append(batch, l.flows[id])
 			}
 		}
-		reqs := l.closeReqs
-		l.closeReqs = nil
+		reqs, added := l.closeReqs, l.timedAdds
+		l.closeReqs, l.timedAdds = nil, nil
 		stopping := l.stopping
 		l.mu.Unlock()
 
+		for _, f := range added { // before their events: finish cancels
+			if !f.finished && f.idle > 0 {
+				l.timers.schedule(f, f.lastActive.Load()+int64(f.idle))
+			}
+		}
 		for _, w := range ready {
 			w.ready()
 			l.spawned = true // ready starts its work in a goroutine
@@ -243,9 +254,8 @@ func (l *loop) run() {
 				l.finish(f, Forced, nil)
 			}
 		}
-		if now = time.Now(); now.Sub(lastSweep) >= sweepEvery {
+		if now = time.Now(); l.hasIdleFlows() && l.untilDue(now) == 0 {
 			l.sweep(now)
-			lastSweep = now
 		}
 		l.closeFinished()
 		if stopping {
@@ -285,25 +295,44 @@ func (l *loop) runPending() {
 
 func (l *loop) hasIdleFlows() bool { return l.idleN.Load() > 0 }
 
-// sweep ends flows idle for longer than their timeout.
+// untilDue is how many milliseconds the loop may wait before a timer is
+// due (0: one is), rounded up; sweepEvery while none is scheduled yet.
+func (l *loop) untilDue(now time.Time) int {
+	at, ok := l.timers.next()
+	if !ok {
+		return int(sweepEvery / time.Millisecond)
+	}
+	d := time.Duration(at - now.UnixNano())
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// sweep ends flows idle for longer than their timeout (and fails connects
+// that outlived theirs), looking only at timer entries that are due.
 func (l *loop) sweep(now time.Time) {
 	if !l.hasIdleFlows() {
 		return
 	}
-	l.mu.Lock()
-	var idle []*Flow
-	for _, f := range l.flows {
-		if f != nil && f.idle > 0 && !f.finished && now.UnixNano()-f.lastActive.Load() >= int64(f.idle) {
-			idle = append(idle, f)
-		}
-	}
-	l.mu.Unlock()
-	for _, f := range idle {
-		if f.connecting { // idle holds the connect timeout
-			l.connectFailed(f, errConnectTimeout)
+	t := now.UnixNano()
+	for f := l.timers.popDue(t); f != nil; f = l.timers.popDue(t) {
+		l.swept.Add(1)
+		if f.finished || f.idle <= 0 {
 			continue
 		}
-		l.finish(f, IdleTimeout, nil)
+		if at := f.lastActive.Load() + int64(f.idle); at > t {
+			l.timers.schedule(f, at) // bytes moved since: not due yet
+			continue
+		}
+		if !f.connecting {
+			l.finish(f, IdleTimeout, nil)
+			continue
+		}
+		l.connectFailed(f, errConnectTimeout) // idle holds the connect timeout
+		if !f.finished && f.idle > 0 {
+			l.timers.schedule(f, f.lastActive.Load()+int64(f.idle))
+		}
 	}
 }
 

@@ -237,12 +237,16 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 	if f.idle > 0 {
 		l.idleN.Add(-1)
 	}
+	l.timers.cancel(f)
 	l.mu.Lock()
 	l.flows[f.id] = nil
 	l.free = append(l.free, f.id)
 	l.mu.Unlock()
 
-	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err}
+	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err, BackendAcked: -1}
+	if reason == BackendClosed && res.ToClient == 0 {
+		res.BackendAcked = AckedBytes(f.fds[1]) // still open until after the batch
+	}
 	if p := f.forced.Load(); p != nil {
 		res.Reason, res.Forced = Forced, *p
 	}

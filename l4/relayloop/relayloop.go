@@ -53,6 +53,10 @@ type Result struct {
 	Err error
 	// Forced is the argument of Flow.Close when Reason is Forced.
 	Forced string
+	// BackendAcked is how many bytes the backend's TCP acknowledged, read
+	// when the backend ended the flow before sending a byte (the one case
+	// where it tells whether the backend ever took data); -1 otherwise.
+	BackendAcked int64
 }
 
 // Relay is a set of event loops.
