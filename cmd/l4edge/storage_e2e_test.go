@@ -114,6 +114,13 @@ func TestRedisBadStart(t *testing.T) {
 			t.Fatalf("unclear error:\n%s", out)
 		}
 	})
+	t.Run("no answer", func(t *testing.T) {
+		hole := l4test.Blackhole(t)
+		out := runFails(t, redisConfig(p, addr, "", hole, "      timeout: 500ms", []string{"a.test"}, ""), 20*time.Second)
+		if !containsAll(out, "redis "+hole, "timeout", "Redis did not answer") {
+			t.Fatalf("unclear error:\n%s", out)
+		}
+	})
 	t.Run("tls to plain redis", func(t *testing.T) {
 		out := runFails(t, redisConfig(p, addr, "", plain.Addr, "      tls: {enabled: true}", []string{"a.test"}, ""), 20*time.Second)
 		if !containsAll(out, "redis "+plain.Addr, "TLS handshake failed", "does not seem to speak TLS") {
