@@ -8,7 +8,8 @@
 // expiring), PREFIX:members (a sorted set of member ids by last beat),
 // PREFIX:drains (a hash of the cluster-wide drains), PREFIX:epoch (a marker
 // whose loss shows that Redis came back empty), and the channel
-// PREFIX:drains that announces drain changes.
+// PREFIX:drains that announces drain changes, and PREFIX:certs that
+// announces certificates obtained or renewed.
 package cluster
 
 import (
@@ -46,6 +47,9 @@ type Options struct {
 	Certificates func() int
 	// Apply sets one backend's drain state in the running pools.
 	Apply func(pool, backend string, draining bool)
+	// OnCert, when set, is called with the name of a certificate another
+	// member announced (AnnounceCert) as new in storage.
+	OnCert func(name string)
 	// Restore, when set, is called after Redis was found empty (restarted
 	// without persistence), to write back what this instance holds.
 	Restore func(ctx context.Context)

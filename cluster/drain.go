@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // drainKey names one backend of one pool.
@@ -125,11 +126,12 @@ func (c *Cluster) syncDrains() {
 }
 
 // subscribe re-reads the drains whenever a member announces a change, and
-// after every reconnection (a change may have been missed meanwhile).
+// after every reconnection (a change may have been missed meanwhile); and
+// passes certificate announcements to OnCert.
 func (c *Cluster) subscribe() {
 	defer c.wg.Done()
 	for {
-		ps := c.o.Client.Subscribe(context.Background(), c.key("drains"))
+		ps := c.o.Client.Subscribe(context.Background(), c.key("drains"), c.key("certs"))
 		ch := ps.Channel()
 		c.nudge()
 	loop:
@@ -138,9 +140,15 @@ func (c *Cluster) subscribe() {
 			case <-c.stop:
 				_ = ps.Close()
 				return
-			case _, ok := <-ch:
+			case msg, ok := <-ch:
 				if !ok {
 					break loop
+				}
+				if msg.Channel == c.key("certs") {
+					if c.o.OnCert != nil {
+						go c.o.OnCert(msg.Payload)
+					}
+					continue
 				}
 				c.nudge()
 			}
@@ -158,5 +166,15 @@ func (c *Cluster) nudge() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
+	}
+}
+
+// AnnounceCert tells the other members that name's certificate in storage
+// is new (obtained or renewed here), so they serve it at once.
+func (c *Cluster) AnnounceCert(name string) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if err := c.o.Client.Publish(ctx, c.key("certs"), name).Err(); err != nil {
+		c.o.Log.Warn("announcing a new certificate failed; members pick it up at their next renewal check", zap.String("name", name), zap.Error(err))
 	}
 }

@@ -78,7 +78,7 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 		// picked up at the next check.
 		RenewCheckInterval: m.renewCheck,
 	})
-	st.magic = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log})
+	st.magic = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log, OnEvent: m.emit})
 	httpHost, httpPort := hostPort(a.HTTPListen)
 	template := certmagic.ACMEIssuer{
 		CA:                      a.CA,
@@ -95,7 +95,7 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 	st.issuer = certmagic.NewACMEIssuer(st.magic, template)
 	st.magic.Issuers = []certmagic.Issuer{st.issuer}
 	if od := a.OnDemand; od != nil {
-		st.onDemand = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log,
+		st.onDemand = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log, OnEvent: m.emit,
 			OnDemand: &certmagic.OnDemandConfig{DecisionFunc: decision(od, log)}})
 		st.onDemand.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(st.onDemand, template)}
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -42,8 +43,9 @@ type Manager struct {
 	selfSigned map[string]*tls.Certificate // by sorted name list
 	acme       *acmeState                  // nil until a configuration uses ACME
 	current    *Set
-	storage    certmagic.Storage // shared storage; nil for tls.storage.file
-	renewCheck time.Duration     // certmagic's renewal check interval; 0 for its default
+	storage    certmagic.Storage                 // shared storage; nil for tls.storage.file
+	renewCheck time.Duration                     // certmagic's renewal check interval; 0 for its default
+	onObtained atomic.Pointer[func(name string)] // see OnObtained
 }
 
 // UseStorage makes ACME keep certificates, locks and challenges in s (the

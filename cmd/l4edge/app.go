@@ -139,6 +139,7 @@ func (a *app) start(ctx context.Context) error {
 	}
 	if a.store != nil {
 		a.cluster = a.startCluster()
+		a.certs.OnObtained(a.cluster.AnnounceCert)
 	}
 	return a.startAdmin()
 }

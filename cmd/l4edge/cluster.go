@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -38,6 +39,13 @@ func (a *app) startCluster() *cluster.Cluster {
 		ConfigHash:   func() string { return cluster.HashConfig(a.currentConfig()) },
 		Certificates: func() int { return len(a.certs.Certificates()) },
 		Apply:        a.applyDrain,
+		OnCert: func(name string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := a.certs.Refresh(ctx, name); err != nil {
+				a.log.Warn("loading a certificate another member announced failed", zap.String("name", name), zap.Error(err))
+			}
+		},
 		Restore: func(ctx context.Context) {
 			if _, err := a.certs.WriteBack(ctx); err != nil {
 				a.log.Warn("writing certificates back to storage failed", zap.Error(err))
