@@ -1,5 +1,6 @@
 # l4edge: make run (quickstart), make test (installs what tests need, runs all
-# tests with -race and every fuzz target briefly), make build, make lint.
+# tests with -race and every fuzz target briefly), make build, make lint,
+# make soak (SOAK=10m by default).
 
 GO        ?= go
 BIN       := bin
@@ -7,6 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 8s
+SOAK      ?= 10m
 # Debian packages the tests drive as real peers: chromium for the status
 # page, systemd for systemd-analyze verify (installing it in a container
 # only adds the tools; it does not become PID 1).
@@ -14,7 +16,7 @@ DEB_PKGS  := strace nginx libnginx-mod-stream haproxy redis-server iperf3 chromi
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build run test test-deps test-go fuzz lint bench bench-smoke clean
+.PHONY: all build run test test-deps test-go fuzz lint bench bench-smoke soak clean
 
 all: build
 
@@ -80,6 +82,13 @@ bench: test-deps
 
 bench-smoke: test-deps
 	$(GO) test -count=1 -run TestBenchSmoke -v ./bench
+
+## soak: l4edge for SOAK (10m) under held WebSockets (terminated and passthrough),
+## churn, a reload every 30 s, a backend killed every 60 s and slowloris; writes
+## bench/SOAK.md and bench/soak.png, fails on growth, a cut or an unexplained error.
+## Not part of make test.
+soak:
+	$(GO) run ./bench -soak $(SOAK) -soak-out bench/SOAK.md
 
 clean:
 	rm -rf $(BIN)

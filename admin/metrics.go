@@ -18,7 +18,7 @@ import (
 	"github.com/l4edge/l4edge/l4"
 )
 
-// Metrics holds every metric of SPEC.md in a registry of its own. Label
+// Metrics holds every metric the README lists in a registry of its own. Label
 // sets are bounded: listeners, routes, pools, backends, results; never
 // client addresses.
 type Metrics struct {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -230,8 +232,8 @@ stream {
 }
 `
 
-// writeConf renders tmpl with c into path.
-func writeConf(path, tmpl string, c proxyConf) error {
+// writeConf renders tmpl with c (a proxyConf, or the soak's data) into path.
+func writeConf(path, tmpl string, c any) error {
 	t, err := template.New(path).Option("missingkey=error").Parse(tmpl)
 	if err != nil {
 		return fmt.Errorf("parse config template for %s: %w", path, err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -138,12 +140,20 @@ func lastBytes(b []byte, n int) []byte {
 func buildL4edge(ctx context.Context, root, dir string) (string, string, error) {
 	commit := gitDescribe(root)
 	bin := filepath.Join(dir, "l4edge")
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-X main.version=bench -X main.commit="+commit, "-o", bin, "./cmd/l4edge")
+	err := goBuild(ctx, root, "./cmd/l4edge", bin, "-ldflags", "-X main.version=bench -X main.commit="+commit)
+	return bin, commit, err
+}
+
+// goBuild runs go build of pkg (relative to the module at root) into out,
+// with extra flags before the package.
+func goBuild(ctx context.Context, root, pkg, out string, flags ...string) error {
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", commit, fmt.Errorf("go build ./cmd/l4edge in %s: %v\n%s", root, err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s in %s: %v\n%s", pkg, root, err, b)
 	}
-	return bin, commit, nil
+	return nil
 }
 
 // moduleRoot returns the directory of the main module's go.mod.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is l4edge's benchmark harness. On loopback it starts a Go
 // echo/source backend (itself, re-executed as `backend`), then l4edge,
 // HAProxy (mode tcp, nbthread 2), nginx (stream, 2 workers) and a direct
@@ -8,6 +10,7 @@
 //	go run ./bench -out bench/RESULTS.md            # full run, about 10 minutes
 //	go run ./bench -smoke                           # every scenario for a moment
 //	go run ./bench -only l4edge,direct -scenarios bulk-1,idle
+//	go run ./bench -soak 10m -soak-out bench/SOAK.md  # the soak (make soak)
 package main
 
 import (
@@ -61,6 +64,8 @@ type options struct {
 	l4edge    string
 	install   bool
 	timeout   time.Duration
+	soak      time.Duration
+	soakOut   string
 }
 
 // parseFlags reads the command line.
@@ -76,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.l4edge, "l4edge", "", "prebuilt l4edge binary (default: go build ./cmd/l4edge at run time)")
 	fs.BoolVar(&o.install, "install", true, "apt-get install haproxy, nginx and libnginx-mod-stream when missing (root only)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop measuring after this long (default 60m, 5m with -smoke)")
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the benchmark, soak l4edge this long under held WebSockets, churn, reloads, backend kills and slowloris")
+	fs.StringVar(&o.soakOut, "soak-out", "bench/SOAK.md", "with -soak: the report to write (the chart soak.png goes beside it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -112,6 +119,13 @@ func harnessMain(args []string, stdout io.Writer, log *zap.Logger) int {
 		}
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return exitUsage
+	}
+	if o.soak > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		ctx, cancel := context.WithTimeout(ctx, o.soak+5*time.Minute)
+		defer cancel()
+		return soakMain(ctx, o, stdout, log)
 	}
 	p, mode := fullParams(), "full"
 	if o.smoke {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -7,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -134,39 +137,54 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 // freeAddrs reserves distinct loopback ports (they are released just
 // before the proxy binds them).
 func freeAddrs() (backendAddrs, error) {
+	a, err := reservePorts(len(backendAddrs{}.all()))
+	if err != nil {
+		return backendAddrs{}, err
+	}
+	return backendAddrs{Echo: a[0], Source: a[1], Sink: a[2], TLSEcho: a[3], TLSSource: a[4], TLSSink: a[5], WS: a[6], WSS: a[7], WSSPass: a[8], Iperf: a[9]}, nil
+}
+
+// reservePorts returns n distinct free loopback addresses; the ports are
+// released on return, just before a child process binds them.
+func reservePorts(n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 	}()
-	for range len(backendAddrs{}.all()) {
+	addrs := make([]string, 0, n)
+	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return backendAddrs{}, fmt.Errorf("reserve a loopback port: %w", err)
+			return nil, fmt.Errorf("reserve a loopback port: %w", err)
 		}
 		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
 	}
-	a := func(i int) string { return lns[i].Addr().String() }
-	return backendAddrs{Echo: a(0), Source: a(1), Sink: a(2), TLSEcho: a(3), TLSSource: a(4), TLSSink: a(5), WS: a(6), WSS: a(7), WSSPass: a(8), Iperf: a(9)}, nil
+	return addrs, nil
 }
 
 // waitListening polls until every address accepts a TCP connection, the
 // process exits, or limit passes.
+// Not the iperf3 listener: a probe through it is a test that iperf3 -s
+// (one test at a time) is still tearing down when the scenario's client
+// arrives.
 func waitListening(ctx context.Context, p *proc, a backendAddrs, limit time.Duration) error {
+	probe := slices.DeleteFunc(a.all(), func(addr string) bool { return addr == a.Iperf })
+	return waitAccepting(ctx, p, probe, limit)
+}
+
+// waitAccepting polls until every one of addrs accepts a TCP connection,
+// the process exits, or limit passes (then it stops the process).
+func waitAccepting(ctx context.Context, p *proc, addrs []string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		if err := p.exitErr(); err != nil {
 			return err
 		}
 		var lastErr error
-		// Not the iperf3 listener: a probe through it is a test that
-		// iperf3 -s (one test at a time) is still tearing down when the
-		// scenario's client arrives.
-		for _, addr := range a.all() {
-			if addr == a.Iperf {
-				continue
-			}
+		for _, addr := range addrs {
 			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err != nil {
 				lastErr = err

@@ -42,6 +42,8 @@ func TestBadFiles(t *testing.T) {
 		{"string for int", strings.Replace(minimal, "    routes:", "    max_connections: lots\n    routes:", 1), `listeners[0].max_connections: expected a whole number, got "lots" (line 4)`},
 		{"map for list", strings.Replace(minimal, "    routes:\n      - pool: p", "    routes:\n      pool: p", 1), "listeners[0].routes: expected a list, got a mapping (line 5)"},
 		{"list for string", strings.Replace(minimal, "name: edge", "name: [a, b]", 1), "listeners[0].name: expected a single value, got a list (line 2)"},
+		{"inspect_timeout 0", strings.Replace(minimal, "    routes:", "    inspect_timeout: 0s\n    routes:", 1), "listeners[0].inspect_timeout: must be above 0: every inspected connection waits at most this long for its ClientHello (line 4)"},
+		{"proxy header timeout 0", strings.Replace(minimal, "    routes:", "    proxy_protocol_in: {trusted: [127.0.0.1], timeout: 0s}\n    routes:", 1), "listeners[0].proxy_protocol_in.timeout: must be above 0: every trusted peer waits at most this long for its header (line 4)"},
 		{"bad policy", minimal + "    policy: fastest\n", `pools.p.policy: "fastest" is not one of round_robin, weighted_round_robin, least_conn, random_two, ip_hash (line 10)`},
 		{"bad proxy_protocol", minimal + "    proxy_protocol: v3\n", `pools.p.proxy_protocol: "v3" is not one of , v1, v2 (line 10)`},
 		{"cert on passthrough", strings.Replace(minimal, "      - pool: p", "      - pool: p\n        tls: {mode: passthrough, cert: acme}", 1), "listeners[0].routes[0].tls.cert: not allowed with mode passthrough (line 6)"},

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Defaults of SPEC.md, applied in one place.
+// Defaults of the configuration (docs/configuration.md lists them by key),
+// applied in one place.
 const (
 	DefaultLogLevel         = "info"
 	DefaultLogFormat        = "json"

@@ -203,8 +203,9 @@ type Pool struct {
 	ConnectAttempts int `yaml:"connect_attempts"`
 	// IdleTimeout closes a connection with no bytes either way for this long; 0 is none.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// PassiveFall is how many passive failures in a row (dial failures,
-	// resets before any byte came back) take a backend out (default 1).
+	// PassiveFall is how many passive failures in a row (refused or timed-out
+	// connects, a reset or close before the backend took a byte) take a
+	// backend out (default 3).
 	PassiveFall int `yaml:"passive_fall"`
 	// PassiveCooldown is how long a passively failed backend without active
 	// checks stays out before it is retried (default 10s).

@@ -170,7 +170,15 @@ func (k *checker) listener(p string, l Listener) {
 	if l.IPv6PrefixLength < 1 || l.IPv6PrefixLength > 128 {
 		k.fail(p+".ipv6_prefix_length", "must be 1-128, got %d", l.IPv6PrefixLength)
 	}
+	// 0 cannot mean "no limit" for the waits on a client's first bytes:
+	// an edge that waits forever is a slowloris target.
+	if l.InspectTimeout <= 0 {
+		k.fail(p+".inspect_timeout", "must be above 0: every inspected connection waits at most this long for its ClientHello")
+	}
 	if ppi := l.ProxyProtocolIn; ppi != nil {
+		if ppi.Timeout <= 0 {
+			k.fail(p+".proxy_protocol_in.timeout", "must be above 0: every trusted peer waits at most this long for its header")
+		}
 		if len(ppi.Trusted) == 0 {
 			k.fail(p+".proxy_protocol_in.trusted", "list the peers allowed to send PROXY headers")
 		}

@@ -60,7 +60,7 @@ type Record struct {
 	Err error
 }
 
-// fields returns the access log fields of SPEC.md.
+// fields returns the access log fields (the README's "Operating it" lists them).
 func (r *Record) fields() []zap.Field {
 	f := []zap.Field{
 		zap.String("listener", r.Listener),

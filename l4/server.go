@@ -237,17 +237,25 @@ func (s *Server) CloseBackend(b *balancer.Backend, reason string) int {
 	return len(victims)
 }
 
+// StopAccepting closes every listener and returns once no connection can
+// be accepted any more; open connections go on. Shutdown begins with it.
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		for _, l := range s.listeners {
+			l.close()
+		}
+	}
+	s.mu.Unlock()
+	s.accepters.Wait()
+}
+
 // Shutdown stops accepting at once, lets open connections finish until ctx
 // is done, then closes what remains with close reason "shutdown". It returns
 // when every handler has ended.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for _, l := range s.listeners {
-		l.close()
-	}
-	s.mu.Unlock()
-	s.accepters.Wait()
+	s.StopAccepting()
 
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()

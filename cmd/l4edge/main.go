@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command l4edge is a layer-4 edge load balancer: it routes TCP and TLS
 // connections by SNI and ALPN, passes TLS through or terminates it with
 // certificates it obtains over ACME, and splices bytes to healthy backends.
@@ -19,7 +21,7 @@ import (
 	"runtime/debug"
 )
 
-// Exit codes of SPEC.md.
+// Exit codes, as the README's "Running it" documents them.
 const (
 	exitOK    = 0
 	exitFatal = 1

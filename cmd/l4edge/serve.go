@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -86,6 +88,7 @@ func drain(ctx context.Context, a *app, log *zap.Logger, sig os.Signal, sigs <-c
 	a.cfgMu.Lock()
 	grace := a.cfg.ShutdownGrace
 	a.cfgMu.Unlock()
+	a.server.StopAccepting() // before saying so: a connect after the line is refused
 	a.notify.stopping()
 	log.Info("stopping: no new connections; open ones may finish",
 		zap.String("signal", sig.String()), zap.Duration("grace", grace),

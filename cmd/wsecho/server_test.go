@@ -21,6 +21,12 @@ func startServer(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, ln, name)
+}
+
+// serveOn serves ln as backend name until the test ends and returns its address.
+func serveOn(t *testing.T, ln net.Listener, name string) string {
+	t.Helper()
 	s := newServer(name, zaptest.NewLogger(t))
 	done := make(chan struct{})
 	go func() { _ = s.serve(ln); close(done) }()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -182,6 +183,12 @@ func seeds(f *testing.F) [][]byte {
 		reframe(good, 50),
 		realHello(f, &tls.Config{ServerName: "old.test", MaxVersion: tls.VersionTLS12}),
 		realHello(f, &tls.Config{InsecureSkipVerify: true}),
+		realHello(f, &tls.Config{ServerName: "pq.test", MinVersion: tls.VersionTLS13,
+			CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.X25519}}),
+		realHello(f, &tls.Config{ServerName: "p384.test", CurvePreferences: []tls.CurveID{tls.SecP384r1MLKEM1024, tls.CurveP384}}),
+		realHello(f, &tls.Config{ServerName: strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".test",
+			NextProtos: []string{"h2", "http/1.1", "acme-tls/1"}}),
+		reframe(good, 1),
 		good[:len(good)/2],
 		{0x16, 0x03, 0x01, 0xff, 0xff},
 		[]byte("GET / HTTP/1.1\r\n"),
@@ -193,15 +200,67 @@ func FuzzRead(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		raw, info, err := Read(bytes.NewReader(in), 16<<10)
+		r := bytes.NewReader(in)
+		raw, info, err := Read(r, 16<<10)
 		if !bytes.HasPrefix(in, raw) {
 			t.Fatalf("raw is not a prefix of the input")
+		}
+		if consumed := len(in) - r.Len(); consumed != len(raw) {
+			t.Fatalf("consumed %d bytes but returned %d to replay", consumed, len(raw))
 		}
 		if err == nil && info == nil {
 			t.Fatal("nil info without an error")
 		}
+		// Real hellos arrive in segments of any size: byte by byte, the same.
+		raw1, info1, err1 := Read(iotest.OneByteReader(bytes.NewReader(in)), 16<<10)
+		if !bytes.Equal(raw1, raw) || (err1 == nil) != (err == nil) || !reflect.DeepEqual(info1, info) {
+			t.Fatalf("byte by byte: %d bytes, %+v, %v; at once: %d bytes, %+v, %v", len(raw1), info1, err1, len(raw), info, err)
+		}
 	})
 }
+
+// FuzzAgainstCryptoTLS feeds the same bytes to Read and to a crypto/tls
+// server: when both accept the ClientHello they must agree on the server
+// name and ALPN list, or l4edge would route a connection by a name the
+// backend's TLS stack does not see.
+func FuzzAgainstCryptoTLS(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, info, err := Read(bytes.NewReader(in), 16<<10)
+		if err != nil {
+			return
+		}
+		var seen *tls.ClientHelloInfo
+		stop := errors.New("stop after the ClientHello")
+		srv := tls.Server(&replayConn{r: bytes.NewReader(in)}, &tls.Config{
+			GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) { seen = chi; return nil, stop },
+		})
+		_ = srv.Handshake()
+		if seen == nil {
+			return // crypto/tls is stricter; refusing more is not a routing mismatch
+		}
+		name := strings.ToLower(strings.TrimSuffix(seen.ServerName, "."))
+		if name != info.ServerName {
+			t.Fatalf("server name: crypto/tls sees %q, Read %q", seen.ServerName, info.ServerName)
+		}
+		if !slices.Equal(seen.SupportedProtos, info.ALPN) {
+			t.Fatalf("ALPN: crypto/tls sees %q, Read %q", seen.SupportedProtos, info.ALPN)
+		}
+	})
+}
+
+// replayConn is the server side of a connection whose client sent exactly
+// the bytes of r; what the server writes is discarded.
+type replayConn struct {
+	net.Conn // nil: any other method panics, which the fuzzer reports
+	r        *bytes.Reader
+}
+
+func (c *replayConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
+func (c *replayConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *replayConn) Close() error                { return nil }
 
 func FuzzParse(f *testing.F) {
 	for _, s := range seeds(f) {

@@ -201,11 +201,23 @@ func FuzzRead(f *testing.F) {
 	for _, b := range badSeeds() {
 		f.Add(b)
 	}
+	for _, b := range familySeeds() {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		h, err := Read(r)
-		if read := len(in) - r.Len(); read > 16+MaxV2Len {
+		read := len(in) - r.Len()
+		if read > 16+MaxV2Len {
 			t.Fatalf("read %d bytes", read)
+		}
+		// The header arrives in TCP segments of any size: one byte at a time
+		// gives the same answer and consumes exactly the same bytes (what
+		// follows belongs to the ClientHello).
+		r1 := bytes.NewReader(in)
+		h1, err1 := Read(iotest.OneByteReader(r1))
+		if read1 := len(in) - r1.Len(); read1 != read || (err == nil) != (err1 == nil) || !reflect.DeepEqual(h, h1) {
+			t.Fatalf("byte by byte: %+v, %v after %d bytes; at once: %+v, %v after %d bytes", h1, err1, read1, h, err, read)
 		}
 		if err != nil || h.Command != Proxy || !h.Source.IsValid() {
 			return
@@ -219,4 +231,41 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("re-encode changed %+v to %+v", h, again)
 		}
 	})
+}
+
+// familySeeds are v2 headers of each family and protocol (TCP and UDP over
+// IPv4 and IPv6, UNIX stream and datagram, UNSPEC) with TLVs of every kind,
+// so the fuzzer starts inside each branch of the decoder.
+func familySeeds() [][]byte {
+	v2 := func(famProto byte, block []byte) []byte {
+		b := append([]byte(v2Sig), 0x21, famProto, byte(len(block)>>8), byte(len(block)))
+		return append(b, block...)
+	}
+	inet := []byte{192, 0, 2, 10, 198, 51, 100, 1, 0xc8, 0x22, 0x01, 0xbb}
+	inet6 := append(append(v6src.Addr().AsSlice(), v6dst.Addr().AsSlice()...), 0x9c, 0x40, 0x20, 0xfb)
+	unix := make([]byte, 216)
+	copy(unix, "/run/src.sock")
+	copy(unix[108:], "/run/dst.sock")
+	tlvs := []byte{
+		0x03, 0x00, 0x04, 1, 2, 3, 4, // CRC32C
+		0x04, 0x00, 0x02, 0, 0, // NOOP
+		0x05, 0x00, 0x03, 'i', 'd', '1', // UNIQUE_ID
+		0x30, 0x00, 0x02, 'n', 's', // NETNS
+	}
+	ssl := (&Header{Version: 2, Command: Proxy, Source: v4src, Destination: v4dst,
+		SSL: &SSLInfo{Client: ClientSSL | 0x02 | 0x04, Version: "TLSv1.3"}}).AppendV2(nil)
+	return [][]byte{
+		v2(0x11, append(append([]byte(nil), inet...), tlvs...)),
+		v2(0x12, inet),
+		v2(0x21, append(append([]byte(nil), inet6...), tlvs...)),
+		v2(0x22, inet6),
+		v2(0x31, unix),
+		v2(0x32, unix),
+		v2(0x00, nil),
+		v2(0x00, tlvs),
+		ssl,
+		[]byte("PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n"),
+		[]byte("PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n"),
+		[]byte("PROXY TCP6 ::ffff:192.0.2.1 ::1 0 0\r\n"),
+	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package relayloop relays pairs of TCP sockets in a few epoll event loops
 // of its own, with splice(2) through pipes borrowed only while bytes move.
 // Small messages (a read that does not fill 16 KiB) are copied through the

@@ -1,3 +1,5 @@
+//go:build linux
+
 package relayloop
 
 // timers holds the deadlines of a loop's flows that have a timeout (the
