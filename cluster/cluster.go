@@ -5,7 +5,7 @@
 // and shares cluster-wide backend drains over Redis pub/sub.
 //
 // Keys, under the storage prefix: PREFIX:member:ID (a heartbeat, JSON,
-// expiring), PREFIX:members (a sorted set of member ids by last beat),
+// expiring), PREFIX:members (a sorted set of member ids by last beat, in Unix milliseconds),
 // PREFIX:drains (a hash of the cluster-wide drains), PREFIX:epoch (a marker
 // whose loss shows that Redis came back empty), and the channel
 // PREFIX:drains that announces drain changes, and PREFIX:certs that
@@ -156,8 +156,8 @@ func (c *Cluster) beat() {
 	data, _ := json.Marshal(hb)
 	_, err := c.o.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, c.key("member:"+c.o.ID), data, c.o.TTL)
-		p.ZAdd(ctx, c.key("members"), redis.Z{Score: float64(now.Unix()), Member: c.o.ID})
-		p.ZRemRangeByScore(ctx, c.key("members"), "-inf", strconv.FormatInt(now.Add(-c.o.TTL).Unix(), 10))
+		p.ZAdd(ctx, c.key("members"), redis.Z{Score: float64(now.UnixMilli()), Member: c.o.ID})
+		p.ZRemRangeByScore(ctx, c.key("members"), "-inf", "("+strconv.FormatInt(now.Add(-c.o.TTL).UnixMilli(), 10))
 		return nil
 	})
 	if err != nil {

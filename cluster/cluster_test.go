@@ -66,8 +66,8 @@ func TestMembersAndDrains(t *testing.T) {
 	c.Close()
 	waitFor(t, "c gone", func() bool { return len(a.Status().Members) == 2 })
 	// A member that dies without a word: its heartbeat expires.
-	srv.Command("SET", "t:member:ghost", `{"id":"ghost"}`, "PX", "300")
-	srv.Command("ZADD", "t:members", fmt.Sprint(time.Now().Unix()), "ghost")
+	srv.Command("SET", "t:member:ghost", `{"id":"ghost"}`, "PX", "1500")
+	srv.Command("ZADD", "t:members", fmt.Sprint(time.Now().UnixMilli()), "ghost")
 	waitFor(t, "ghost seen", func() bool { return len(a.Status().Members) == 3 })
 	waitFor(t, "ghost expired", func() bool { return len(a.Status().Members) == 2 })
 
