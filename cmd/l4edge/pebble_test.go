@@ -36,6 +36,10 @@ type pebble struct {
 
 	mu     sync.Mutex
 	orders []string // names of every new-order request received
+	// serve runs one request at a time: Pebble's in-memory store can
+	// deadlock (its store and order locks taken in both orders) under the
+	// concurrent orders of several l4edge instances.
+	serve sync.Mutex
 }
 
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
@@ -82,6 +86,8 @@ func (p *pebble) recordOrders(next http.Handler) http.Handler {
 				}
 			}
 		}
+		p.serve.Lock()
+		defer p.serve.Unlock()
 		next.ServeHTTP(w, r)
 	})
 }
