@@ -32,6 +32,7 @@ type Metrics struct {
 	handshakes *prometheus.CounterVec
 	hsSeconds  *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
+	cluster    clusterMetrics
 
 	mu       sync.Mutex
 	finished map[bytesKey]float64   // bytes of finished connections
@@ -76,6 +77,7 @@ func NewMetrics(src Sources) *Metrics {
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
+	m.registerCluster()
 	return m
 }
 

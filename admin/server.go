@@ -33,6 +33,12 @@ type Sources struct {
 	Config       func() *config.Config
 	Reload       func(ctx context.Context) error
 	Ready        func() error // nil when ready
+	// Storage and Cluster feed /status; Cluster is nil without shared storage.
+	Storage func() StorageStatus
+	Cluster func() *ClusterStatus
+	// Drain applies a drain (on) or enable of one backend in a scope
+	// (local or cluster); nil drains the backend locally only.
+	Drain func(pool, backend, scope string, on bool) error
 }
 
 // Server is the admin HTTP listener.
@@ -131,8 +137,32 @@ func (s *Server) setDrain(on bool) http.HandlerFunc {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("pool %q has no backend %q", name, addr)})
 			return
 		}
-		b.SetDraining(on)
-		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on))
+		scope, ok := drainScope(w, r)
+		if !ok {
+			return
+		}
+		if s.src.Drain == nil {
+			if scope == ScopeCluster {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": ErrNoCluster.Error()})
+				return
+			}
+			b.SetDraining(on)
+		} else if err := s.src.Drain(name, addr, scope, on); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrNoCluster) {
+				code = http.StatusBadRequest
+			}
+			writeJSON(w, code, map[string]string{"error": err.Error()})
+			return
+		}
+		s.log.Info("backend drain changed", zap.String("pool", name), zap.String("backend", addr), zap.Bool("draining", on), zap.String("scope", scope))
+		if scope == ScopeCluster {
+			writeJSON(w, http.StatusOK, struct {
+				BackendStatus
+				Scope string `json:"scope"`
+			}{backendStatus(b.Snapshot()), scope})
+			return
+		}
 		writeJSON(w, http.StatusOK, backendStatus(b.Snapshot()))
 	}
 }
@@ -188,6 +218,13 @@ func (s *Server) statusDoc() StatusDoc {
 		cert     = CertStatus
 	)
 	out := StatusDoc{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+	if s.src.Storage != nil {
+		st := s.src.Storage()
+		out.Storage = &st
+	}
+	if s.src.Cluster != nil {
+		out.Cluster = s.src.Cluster()
+	}
 
 	open := s.src.Connections()
 	active := map[[2]string]int{}

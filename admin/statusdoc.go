@@ -8,6 +8,9 @@ type StatusDoc struct {
 	Listeners    []ListenerStatus `json:"listeners"`
 	Pools        []PoolStatus     `json:"pools"`
 	Certificates []CertStatus     `json:"certificates"`
+	// Storage and Cluster: see cluster.go; Cluster only with Redis storage.
+	Storage *StorageStatus `json:"storage,omitempty"`
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // ListenerStatus is one listener in /status.

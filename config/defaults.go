@@ -52,8 +52,9 @@ func applyDefaults(c *Config) {
 	if c.TLS.Storage.File == "" && c.TLS.Storage.Redis == nil {
 		c.TLS.Storage.File = DefaultStorageDir
 	}
-	if r := c.TLS.Storage.Redis; r != nil && r.Prefix == "" && !c.isSet("tls.storage.redis.prefix") {
-		r.Prefix = "l4edge"
+	if r := c.TLS.Storage.Redis; r != nil {
+		str(&r.Prefix, "tls.storage.redis.prefix", DefaultRedisPrefix)
+		dur(&r.Timeout, "tls.storage.redis.timeout", DefaultRedisTimeout)
 	}
 	if a := c.TLS.ACME; a != nil {
 		str(&a.CA, "tls.acme.ca", DefaultACMECA)

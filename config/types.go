@@ -93,18 +93,6 @@ type Storage struct {
 	Redis *RedisStorage `yaml:"redis"`
 }
 
-// RedisStorage configures certificate storage in Redis.
-type RedisStorage struct {
-	// Address is host:port of the Redis server.
-	Address string `yaml:"address"`
-	// Password is the optional AUTH password.
-	Password string `yaml:"password"`
-	// DB is the Redis database number.
-	DB int `yaml:"db"`
-	// Prefix is prepended to every key.
-	Prefix string `yaml:"prefix"`
-}
-
 // Listener is one TCP listener and its routes.
 type Listener struct {
 	// Name identifies the listener in logs and metrics; unique.

@@ -135,7 +135,7 @@ func (k *checker) tls() {
 		k.fail("tls.storage", "set file or redis, not both")
 	}
 	if r := c.TLS.Storage.Redis; r != nil {
-		k.hostPort("tls.storage.redis.address", r.Address, 1)
+		k.redis(r)
 	}
 	a := c.TLS.ACME
 	if a == nil {

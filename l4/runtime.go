@@ -100,6 +100,9 @@ func NewRuntime(cfg *config.Config, pools map[string]*balancer.Pool, tlsp TLSPro
 				lr.catchAll = r
 			}
 			if rc.Terminates() {
+				if rc.TLS.Cert == config.CertACME {
+					lr.inspect = true // TLS-ALPN-01 challenges are told apart by their ClientHello
+				}
 				if tlsp != nil {
 					r.tlsConfig = tlsp.ServerConfig(li, ri)
 				}

@@ -2,6 +2,7 @@ package tlsterm
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -28,8 +31,10 @@ type acmeState struct {
 	alpnPort int
 
 	cache    *certmagic.Cache
-	magic    *certmagic.Config
+	magic    *certmagic.Config // the names routes list: obtained at start
+	onDemand *certmagic.Config // every other name, per on_demand; nil without it
 	issuer   *certmagic.ACMEIssuer
+	managed  atomic.Pointer[map[string]bool]
 	httpSrv  *http.Server
 	httpDone chan struct{}
 }
@@ -43,8 +48,12 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 	if cur := m.acme; cur != nil && reflect.DeepEqual(cur.settings, a) && reflect.DeepEqual(cur.storage, cfg.TLS.Storage) && cur.alpnPort == alpnPort {
 		return cur, nil
 	}
-	if cfg.TLS.Storage.Redis != nil {
-		return nil, errors.New("tls.storage.redis: shared Redis storage is not in this build yet; use tls.storage.file")
+	storage := m.storage
+	if storage == nil {
+		if cfg.TLS.Storage.Redis != nil {
+			return nil, errors.New("tls.storage.redis: switching from file to Redis storage takes a restart")
+		}
+		storage = &certmagic.FileStorage{Path: cfg.TLS.Storage.File}
 	}
 	st := &acmeState{settings: a, storage: cfg.TLS.Storage, alpnPort: alpnPort}
 	var roots *x509.CertPool
@@ -61,17 +70,17 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 		}
 	}
 	log := m.log.Named("acme")
+	st.managed.Store(&map[string]bool{})
 	st.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return st.magic, nil },
+		GetConfigForCert: st.configForCert,
 		Logger:           log,
+		// With shared storage, a certificate another instance renewed is
+		// picked up at the next check.
+		RenewCheckInterval: m.renewCheck,
 	})
-	mc := certmagic.Config{Storage: &certmagic.FileStorage{Path: cfg.TLS.Storage.File}, Logger: log}
-	if od := a.OnDemand; od != nil {
-		mc.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: decision(od, log)}
-	}
-	st.magic = certmagic.New(st.cache, mc)
+	st.magic = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log, OnEvent: m.emit})
 	httpHost, httpPort := hostPort(a.HTTPListen)
-	st.issuer = certmagic.NewACMEIssuer(st.magic, certmagic.ACMEIssuer{
+	template := certmagic.ACMEIssuer{
 		CA:                      a.CA,
 		Email:                   a.Email,
 		Agreed:                  true,
@@ -82,8 +91,14 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 		AltHTTPPort:             httpPort,
 		ListenHost:              alpnHost,
 		Logger:                  log,
-	})
+	}
+	st.issuer = certmagic.NewACMEIssuer(st.magic, template)
 	st.magic.Issuers = []certmagic.Issuer{st.issuer}
+	if od := a.OnDemand; od != nil {
+		st.onDemand = certmagic.New(st.cache, certmagic.Config{Storage: storage, Logger: log, OnEvent: m.emit,
+			OnDemand: &certmagic.OnDemandConfig{DecisionFunc: decision(od, log)}})
+		st.onDemand.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(st.onDemand, template)}
+	}
 	if a.HTTPListen != "" {
 		if err := st.startHTTP(a.HTTPListen, httpHost, log); err != nil {
 			st.cache.Stop()
@@ -95,6 +110,36 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 	}
 	m.acme = st
 	return st, nil
+}
+
+// setManaged records the names routes list: they are obtained at start
+// and never go through the on-demand decision.
+func (st *acmeState) setManaged(names map[string]bool) { st.managed.Store(&names) }
+
+func (st *acmeState) isManaged(name string) bool {
+	return (*st.managed.Load())[strings.TrimSuffix(strings.ToLower(name), ".")]
+}
+
+// getCertificate serves a listed name from the managed configuration and
+// any other from the on-demand one, whose decision governs only those.
+func (st *acmeState) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if st.onDemand == nil || st.isManaged(hello.ServerName) {
+		return st.magic.GetCertificate(hello)
+	}
+	return st.onDemand.GetCertificate(hello)
+}
+
+// configForCert is the configuration that maintains a cached certificate.
+func (st *acmeState) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
+	if st.onDemand == nil {
+		return st.magic, nil
+	}
+	for _, n := range c.Names {
+		if !st.isManaged(n) {
+			return st.onDemand, nil
+		}
+	}
+	return st.magic, nil
 }
 
 // startHTTP serves HTTP-01 challenges on addr and redirects every other

@@ -13,8 +13,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/config"
@@ -41,6 +43,19 @@ type Manager struct {
 	selfSigned map[string]*tls.Certificate // by sorted name list
 	acme       *acmeState                  // nil until a configuration uses ACME
 	current    *Set
+	storage    certmagic.Storage                 // shared storage; nil for tls.storage.file
+	renewCheck time.Duration                     // certmagic's renewal check interval; 0 for its default
+	onObtained atomic.Pointer[func(name string)] // see OnObtained
+}
+
+// UseStorage makes ACME keep certificates, locks and challenges in s (the
+// cluster's shared storage) instead of tls.storage.file, and check for
+// renewals, its own or another instance's, every minute. It must be
+// called before the first Apply.
+func (m *Manager) UseStorage(s certmagic.Storage) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.storage, m.renewCheck = s, time.Minute
 }
 
 // NewManager returns a manager with nothing configured.
@@ -128,11 +143,13 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) (*Set, error) {
 		for li, l := range cfg.Listeners {
 			for ri, r := range l.Routes {
 				if r.Terminates() && r.TLS.Cert == config.CertACME {
-					set.configs[[2]int{li, ri}].GetCertificate = st.magic.GetCertificate
+					set.configs[[2]int{li, ri}].GetCertificate = st.getCertificate
 				}
 			}
 		}
+		st.setManaged(set.acmeNames)
 		slices.Sort(acmeNames)
+		st.dropUnusable(ctx, acmeNames, m.log.Named("acme"))
 		if err := st.magic.ManageAsync(ctx, acmeNames); err != nil {
 			return nil, fmt.Errorf("tls.acme: manage %v: %w", acmeNames, err)
 		}

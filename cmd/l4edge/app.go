@@ -15,10 +15,12 @@ import (
 
 	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/cluster"
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/health"
 	"github.com/l4edge/l4edge/l4"
 	"github.com/l4edge/l4edge/tlsterm"
+	"github.com/l4edge/l4edge/tlsterm/redisstore"
 )
 
 // app wires one running l4edge: the server, the certificate manager, the
@@ -33,7 +35,9 @@ type app struct {
 	hooks  *hooks
 
 	adminSrv *admin.Server
-	notify   *notifier // nil outside systemd
+	store    *redisstore.Storage // shared storage; nil for tls.storage.file
+	cluster  *cluster.Cluster    // heartbeats and shared drains; nil without store
+	notify   *notifier           // nil outside systemd
 
 	mu       sync.Mutex // serializes start, reload and stop
 	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
@@ -79,7 +83,10 @@ func (a *app) sources() admin.Sources {
 			defer a.cfgMu.Unlock()
 			return a.cfg
 		},
-		Reload: a.reload,
+		Reload:  a.reload,
+		Storage: a.storageStatus,
+		Cluster: a.clusterStatus,
+		Drain:   a.drain,
 		Ready: func() error {
 			if a.server.Runtime() == nil {
 				return errors.New("listeners not bound yet")
@@ -87,6 +94,17 @@ func (a *app) sources() admin.Sources {
 			return nil
 		},
 	}
+}
+
+// storageStatus is the storage section of /status.
+func (a *app) storageStatus() admin.StorageStatus {
+	if a.store == nil {
+		a.cfgMu.Lock()
+		defer a.cfgMu.Unlock()
+		return admin.StorageStatus{Kind: "file", Address: a.cfg.TLS.Storage.File, Up: true}
+	}
+	up, last := a.store.Health()
+	return admin.StorageStatus{Kind: "redis", Address: a.store.Where(), Up: up, LastError: last}
 }
 
 // startAdmin serves the admin endpoints when admin.listen is set.
@@ -110,8 +128,20 @@ func (a *app) startAdmin() error {
 func (a *app) start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if r := a.cfg.TLS.Storage.Redis; r != nil {
+		st, err := openStorage(ctx, r, a.log, a.hooks.storageOp, a.hooks.storageState)
+		if err != nil {
+			return err
+		}
+		a.store = st
+		a.certs.UseStorage(st)
+	}
 	if _, err := a.apply(ctx, a.cfg); err != nil {
 		return err
+	}
+	if a.store != nil {
+		a.cluster = a.startCluster()
+		a.certs.OnObtained(a.cluster.AnnounceCert)
 	}
 	return a.startAdmin()
 }
@@ -146,6 +176,9 @@ func (a *app) reload(ctx context.Context) (err error) {
 		if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 			a.level.SetLevel(lvl.Level())
 		}
+	}
+	if !reflect.DeepEqual(cfg.TLS.Storage, a.cfg.TLS.Storage) {
+		a.log.Warn("tls.storage changes take effect at the next restart")
 	}
 	if cfg.Log.Format != a.cfg.Log.Format {
 		a.log.Warn("log.format changes take effect at the next restart")
@@ -196,6 +229,9 @@ func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error
 	}
 	a.pools = pools
 	a.hooks.setPools(pools)
+	if a.cluster != nil {
+		a.cluster.Reapply()
+	}
 	return changes, nil
 }
 
@@ -231,6 +267,14 @@ func (a *app) stop(ctx context.Context) error {
 	a.checkers = nil
 	if cerr := a.certs.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if a.cluster != nil {
+		a.cluster.Close()
+		a.cluster = nil
+	}
+	if a.store != nil {
+		_ = a.store.Close()
+		a.store = nil
 	}
 	return err
 }

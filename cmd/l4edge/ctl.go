@@ -30,6 +30,7 @@ type ctlEnv struct {
 	path   string
 	cfg    *config.Config // loaded by reload, nil otherwise
 	json   bool
+	scope  string // drain and enable: local (default) or cluster
 	colour bool
 	stdout io.Writer
 	stderr io.Writer
@@ -58,6 +59,7 @@ func runCtl(name string, args []string, stdout, stderr io.Writer) int {
 	adminAddr := fs.String("admin", "", "admin API address (default: admin.listen of -config)")
 	path := fs.String("config", "l4edge.yaml", "configuration file")
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer")
+	scope := fs.String("scope", "", "drain and enable: local (this instance, the default) or cluster (every member sharing its Redis)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: l4edge %s [-admin ADDR] [-config FILE] [-json] %s\n", name, cmd.args)
 		fs.PrintDefaults()
@@ -74,7 +76,7 @@ func runCtl(name string, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	env := &ctlEnv{args: fs.Args(), path: *path, json: *asJSON, colour: isTerminal(stdout), stdout: stdout, stderr: stderr}
+	env := &ctlEnv{args: fs.Args(), path: *path, json: *asJSON, scope: *scope, colour: isTerminal(stdout), stdout: stdout, stderr: stderr}
 	if name == "reload" {
 		// The file is checked here first: a file that does not validate is never sent for reloading.
 		cfg, err := config.Load(*path)
@@ -169,6 +171,9 @@ func ctlDrain(c *ctlEnv, action string) error {
 	var b admin.BackendStatus
 	var raw []byte
 	path := "/pools/" + url.PathEscape(pool) + "/backends/" + url.PathEscape(addr) + "/" + action
+	if c.scope != "" {
+		path += "?scope=" + url.QueryEscape(c.scope)
+	}
 	if err := c.client.do("POST", path, &b, &raw); err != nil {
 		return err
 	}
@@ -180,7 +185,11 @@ func ctlDrain(c *ctlEnv, action string) error {
 	if c.colour {
 		state = stateColour(b.State) + state + ansiReset
 	}
-	fmt.Fprintf(c.stdout, "pool %s backend %s: %s (%d active connections)\n", pool, addr, state, b.Active)
+	where := ""
+	if c.scope == admin.ScopeCluster {
+		where = ", cluster-wide"
+	}
+	fmt.Fprintf(c.stdout, "pool %s backend %s: %s (%d active connections%s)\n", pool, addr, state, b.Active, where)
 	return nil
 }
 

@@ -47,6 +47,20 @@ func (h *hooks) reloaded(ok bool) {
 	}
 }
 
+// storageOp is called after every shared-storage operation.
+func (h *hooks) storageOp(op, result string) {
+	if h.metrics != nil {
+		h.metrics.StorageOp(op, result)
+	}
+}
+
+// storageState is called when the shared storage goes down or comes back.
+func (h *hooks) storageState(up bool, _ error) {
+	if h.metrics != nil {
+		h.metrics.StorageUp(up)
+	}
+}
+
 // setPools records the pools of the current runtime.
 func (h *hooks) setPools(p map[string]*balancer.Pool) {
 	h.mu.Lock()

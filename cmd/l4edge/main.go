@@ -97,7 +97,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func printVersion(w io.Writer) {
-	v, c := version, commit
+	v, c := buildVersion()
+	fmt.Fprintf(w, "l4edge %s\ncommit %s\n%s %s/%s\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion returns the version and commit this binary was built from.
+func buildVersion() (v, c string) {
+	v, c = version, commit
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "" {
 			v = bi.Main.Version
@@ -114,5 +120,5 @@ func printVersion(w io.Writer) {
 	if c == "" {
 		c = "unknown"
 	}
-	fmt.Fprintf(w, "l4edge %s\ncommit %s\n%s %s/%s\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return v, c
 }

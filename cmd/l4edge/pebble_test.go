@@ -32,9 +32,14 @@ type pebble struct {
 	DirectoryURL string
 	RootsFile    string         // PEM of the directory server's certificate, for tls.acme.ca_roots
 	IssuerRoots  *x509.CertPool // roots of the certificates Pebble issues
+	HTTPPort     int            // where it validates HTTP-01 (on 127.0.0.1)
 
 	mu     sync.Mutex
 	orders []string // names of every new-order request received
+	// serve runs one request at a time: Pebble's in-memory store can
+	// deadlock (its store and order locks taken in both orders) under the
+	// concurrent orders of several l4edge instances.
+	serve sync.Mutex
 }
 
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
@@ -48,7 +53,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 0, 0)
-	p := &pebble{IssuerRoots: x509.NewCertPool()}
+	p := &pebble{IssuerRoots: x509.NewCertPool(), HTTPPort: httpPort}
 	srv := httptest.NewTLSServer(p.recordOrders(front.Handler()))
 	t.Cleanup(srv.Close)
 	p.DirectoryURL = srv.URL + "/dir"
@@ -81,6 +86,8 @@ func (p *pebble) recordOrders(next http.Handler) http.Handler {
 				}
 			}
 		}
+		p.serve.Lock()
+		defer p.serve.Unlock()
 		next.ServeHTTP(w, r)
 	})
 }

@@ -30,14 +30,9 @@ func validate(path string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// warnings are the loader's warnings plus keys this build accepts but does
-// not act on yet.
+// warnings are the loader's warnings.
 func warnings(cfg *config.Config) []string {
-	out := append([]string(nil), cfg.Warnings...)
-	if cfg.TLS.Storage.Redis != nil {
-		out = append(out, fmt.Sprintf("tls.storage.redis: shared Redis storage is not in this build yet; ACME routes will refuse to start (line %d)", cfg.KeyLine("tls.storage.redis")))
-	}
-	return out
+	return append([]string(nil), cfg.Warnings...)
 }
 
 // serve runs until SIGTERM or SIGINT: SIGHUP reloads, the first stop signal
