@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/l4edge/l4edge/admin"
+	"github.com/l4edge/l4edge/admin/browsertest"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -112,6 +115,7 @@ func TestClusterDrain(t *testing.T) {
 	if len(v.Cluster.Drift) != 4 || slices.Contains(v.Cluster.Drift, v.Cluster.Self) {
 		t.Fatalf("the differing member sees drift %v (self %s)", v.Cluster.Drift, v.Cluster.Self)
 	}
+	clusterOnPage(t, admins[4], 5, 4)
 
 	if code, body := post(t, "http://"+admins[1]+"/pools/p/backends/"+be+"/enable"); code != 200 || body["state"] != "draining" {
 		t.Fatalf("a local enable undid the cluster drain: %d %v", code, body)
@@ -147,4 +151,31 @@ func TestClusterDrain(t *testing.T) {
 	}
 	took = waitState(t, admins, be, "healthy", 2*time.Second)
 	t.Logf("cluster enable applied on 5 members within %s", took.Round(time.Millisecond))
+}
+
+// clusterOnPage opens a member's status page in Chromium and wants its
+// cluster section to list members (drifted of them marked as drift), the
+// cluster-wide drain and Redis storage up.
+func clusterOnPage(t *testing.T, adminAddr string, members, drifted int) {
+	t.Helper()
+	ctx := browsertest.Start(t, time.Minute)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+adminAddr+"/"),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#cluster tr[data-member]').length == %d`, members),
+			chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("the status page of %s does not list %d cluster members: %v", adminAddr, members, err)
+	}
+	type view struct {
+		Drift, Drains int
+		Storage       string
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[view](`({
+		drift: [...document.querySelectorAll('#cluster tr[data-member]')].filter(r => r.textContent.includes('(drift)')).length,
+		drains: [...document.querySelectorAll('#cluster tbody tr')].filter(r => !r.dataset.member).length,
+		storage: document.querySelector('#storage .badge').textContent})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Drift != drifted || got.Drains != 1 || got.Storage != "up" {
+		t.Fatalf("status page of %s: %d members marked drift, %d cluster drains, storage %q; want %d, 1, up", adminAddr, got.Drift, got.Drains, got.Storage, drifted)
+	}
 }
