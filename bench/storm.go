@@ -57,6 +57,7 @@ func runStorm(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, e
 			if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
 				return // no drop: the backend did not restart in time
 			}
+			c.CloseNow() // dropped: its descriptor goes now, not at the end
 			nc := reconnect(ctx, lt.addrs.WSS, env, &failures)
 			if nc == nil {
 				return
