@@ -61,11 +61,13 @@ type Backend struct {
 	// failures, or the first check), so panic leaves it out.
 	activeDown atomic.Bool
 	lastFail   atomic.Int64 // unix nanos of the last passive failure; orders panic attempts
+	// passiveRun counts consecutive passive failures; written under mu, read
+	// without it by ReportSuccess's fast path.
+	passiveRun atomic.Int32
 
 	mu          sync.Mutex // guards the fields below and serializes transitions
 	passes      int        // consecutive active passes
 	failStreak  int        // consecutive active failures
-	passiveRun  int        // consecutive passive failures
 	lastCheck   time.Time
 	lastErr     error
 	hasActive   bool
@@ -140,7 +142,7 @@ func (b *Backend) eligible(now int64) bool {
 	}
 	if b.retry.CompareAndSwap(r, 0) {
 		b.mu.Lock()
-		b.passiveRun = 0
+		b.passiveRun.Store(0)
 		b.setUpLocked(true, nil)
 		b.mu.Unlock()
 	}
@@ -194,7 +196,7 @@ func (b *Backend) ReportCheck(err error) {
 	if b.passes >= b.rise {
 		b.activeDown.Store(false)
 		if !b.up.Load() {
-			b.passiveRun = 0
+			b.passiveRun.Store(0)
 			b.setUpLocked(true, nil)
 		}
 	}
@@ -210,8 +212,7 @@ func (b *Backend) ReportFailure(err error) {
 	b.fails.Add(1)
 	b.lastErr = err
 	b.lastFail.Store(time.Now().UnixNano())
-	b.passiveRun++
-	if b.passiveRun < b.passiveFall || !b.up.Load() {
+	if int(b.passiveRun.Add(1)) < b.passiveFall || !b.up.Load() {
 		return
 	}
 	if b.hasActive {
@@ -227,9 +228,12 @@ func (b *Backend) ReportFailure(err error) {
 // run. Without an active check, it also brings back a backend that passive
 // failures took out (a panic attempt that worked proves it serves).
 func (b *Backend) ReportSuccess() {
+	if b.passiveRun.Load() == 0 && b.up.Load() {
+		return // the common case: no run to end, nothing to bring back; no lock
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.passiveRun = 0
+	b.passiveRun.Store(0)
 	if !b.hasActive && !b.up.Load() {
 		b.retry.Store(0)
 		b.setUpLocked(true, nil)

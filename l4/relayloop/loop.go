@@ -71,6 +71,7 @@ type loop struct {
 	pending []*Flow
 	toClose []int
 	timers  timers      // deadlines of flows with a timeout
+	added   []*Flow     // the batch's timedAdds; swapped with it, so neither is reallocated
 	spawned bool        // goroutines were started since the last wait (see wait)
 	loops   int         // loops in this Relay
 	rawWait atomic.Bool // wait keeps the P (see wait)
@@ -214,16 +215,18 @@ func (l *loop) run() {
 				batch = append(batch, l.flows[id])
 			}
 		}
-		reqs, added := l.closeReqs, l.timedAdds
-		l.closeReqs, l.timedAdds = nil, nil
+		reqs := l.closeReqs
+		l.closeReqs = nil
+		l.added, l.timedAdds = l.timedAdds, l.added[:0]
 		stopping := l.stopping
 		l.mu.Unlock()
 
-		for _, f := range added { // before their events: finish cancels
+		for _, f := range l.added { // before their events: finish cancels
 			if !f.finished && f.idle > 0 {
 				l.timers.schedule(f, f.lastActive.Load()+int64(f.idle))
 			}
 		}
+		clear(l.added) // keep no finished flow alive
 		for _, w := range ready {
 			w.ready()
 			l.spawned = true // ready starts its work in a goroutine
