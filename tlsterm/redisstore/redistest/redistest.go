@@ -180,9 +180,19 @@ func (s *Server) signal(sig syscall.Signal) {
 // first line of the reply, for tests that poke a server directly.
 func (s *Server) Command(args ...string) string {
 	s.t.Helper()
+	line, err := s.TryCommand(args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return line
+}
+
+// TryCommand is Command that returns the error instead of failing the
+// test: for polling a server that may drop clients (a failover).
+func (s *Server) TryCommand(args ...string) (string, error) {
 	c, err := s.dial(time.Second)
 	if err != nil {
-		s.t.Fatalf("redis %s: %v", s.Addr, err)
+		return "", fmt.Errorf("redis %s: %w", s.Addr, err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -195,7 +205,7 @@ func (s *Server) Command(args ...string) string {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
 	if _, err := c.Write([]byte(b.String())); err != nil {
-		s.t.Fatal(err)
+		return "", fmt.Errorf("redis %s %v: %w", s.Addr, args, err)
 	}
 	r := bufio.NewReader(c)
 	if s.opts.Password != "" && !s.opts.Sentinel {
@@ -203,9 +213,9 @@ func (s *Server) Command(args ...string) string {
 	}
 	line, err := r.ReadString('\n')
 	if err != nil {
-		s.t.Fatalf("redis %s %v: %v", s.Addr, args, err)
+		return "", fmt.Errorf("redis %s %v: %w", s.Addr, args, err)
 	}
-	return strings.TrimRight(line, "\r\n")
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // dial connects to the server, over TLS when it speaks TLS.
