@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/proxyproto"
+	"github.com/l4edge/l4edge/internal/proxyproto"
 )
 
 // wsGUID is RFC 6455's key suffix for Sec-WebSocket-Accept.

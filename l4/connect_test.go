@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/proxyproto"
 	"github.com/l4edge/l4edge/l4/l4test"
-	"github.com/l4edge/l4edge/l4/proxyproto"
 )
 
 // A plain listener whose pool sends PROXY headers: the event loop writes

@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/l4edge/l4edge/l4/clienthello"
+	"github.com/l4edge/l4edge/internal/clienthello"
 )
 
 // maxClientHello caps the ClientHello l4edge reads before routing.

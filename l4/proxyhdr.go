@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/l4edge/l4edge/l4/clienthello"
-	"github.com/l4edge/l4edge/l4/proxyproto"
+	"github.com/l4edge/l4edge/internal/clienthello"
+	"github.com/l4edge/l4edge/internal/proxyproto"
 )
 
 // readProxyHeader handles proxy_protocol_in. From a trusted peer a header is

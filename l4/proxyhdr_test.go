@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/proxyproto"
+	"github.com/l4edge/l4edge/internal/proxyproto"
 )
 
 // headerBackend reads a PROXY header from each connection, reports it, and

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/proxyproto"
+	"github.com/l4edge/l4edge/internal/proxyproto"
 )
 
 // needBinary skips loudly when a Debian package is missing; `make test`

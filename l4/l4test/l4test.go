@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/l4edge/l4edge/l4/clienthello"
+	"github.com/l4edge/l4edge/internal/clienthello"
 )
 
 // Blackhole returns a loopback address whose SYNs go unanswered: a socket
