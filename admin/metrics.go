@@ -16,6 +16,7 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // Metrics holds every metric the README lists in a registry of its own. Label
@@ -88,16 +89,16 @@ func (m *Metrics) Handler() http.Handler {
 
 // ConnectionDone counts a finished connection.
 func (m *Metrics) ConnectionDone(rec *l4.Record) {
-	m.conns.WithLabelValues(rec.Listener, rec.Route, rec.Close).Inc()
+	m.conns.WithLabelValues(rec.Listener, rec.Route, string(rec.Close)).Inc()
 	if rec.Route != "" {
 		m.duration.WithLabelValues(rec.Listener, rec.Route).Observe(rec.Duration.Seconds())
 	}
-	if rec.Close == l4.CloseDialFailed {
+	if rec.Close == closereason.DialFailed {
 		m.dialErrors.WithLabelValues(rec.Pool, rec.Backend).Inc()
 	}
-	if rec.TLS == l4.TLSTerminate && rec.Close != l4.CloseACMEChallenge {
+	if rec.TLS == l4.TLSTerminate && rec.Close != closereason.ACMEChallenge {
 		result := "ok"
-		if rec.Close == l4.CloseHandshakeFailed {
+		if rec.Close == closereason.HandshakeFailed {
 			result = "failed"
 		}
 		m.handshakes.WithLabelValues(rec.Listener, rec.Route, result).Inc()

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
@@ -43,7 +44,7 @@ type conn struct {
 	backendConn atomic.Pointer[net.TCPConn]
 	backendRef  atomic.Pointer[balancer.Backend]
 	parked      atomic.Pointer[parkedRelay] // terminated TLS
-	forced      atomic.Pointer[string]
+	forced      atomic.Pointer[closereason.Reason]
 	inLoop      atomic.Bool // flow was started: plain TCP in the event loop
 	// routed is set once route and backendRef are final (the backend
 	// accepted the connection); Connections and CloseBackend read them
@@ -60,7 +61,7 @@ type tlsInfo struct {
 
 // forceClose ends the connection from outside (shutdown, an unhealthy
 // backend) with a close reason.
-func (c *conn) forceClose(reason string) {
+func (c *conn) forceClose(reason closereason.Reason) {
 	c.forced.CompareAndSwap(nil, &reason)
 	if c.inLoop.Load() {
 		c.flow.Close(reason)
@@ -99,7 +100,7 @@ func (c *conn) end(res relayResult) {
 		b.Release() // the slot Pool.Dial acquired
 	}
 	c.closeSockets()
-	if res.reason == CloseDialFailed && balancer.LocalResourceError(res.err) {
+	if res.reason == closereason.DialFailed && balancer.LocalResourceError(res.err) {
 		cause := res.err          // a copy, so that only this path allocates
 		c.l.starved.Store(&cause) // the accept loop backs off
 	}
@@ -157,13 +158,13 @@ func (c *conn) relayEnded(res relayResult) {
 func (c *conn) judgeBackend(b *balancer.Backend, res *relayResult) {
 	delivered := res.toClient > 0 || res.backendAcked > 0
 	switch {
-	case res.reason != CloseBackendClosed:
+	case res.reason != closereason.BackendClosed:
 		if delivered || res.toBackend > 0 {
 			b.ReportSuccess()
 		}
 	case delivered:
 		if res.err != nil {
-			res.reason = CloseBackendReset
+			res.reason = closereason.BackendReset
 		}
 		b.ReportSuccess()
 	case res.backendAcked == 0 && (int64(c.preamble)+res.toBackend > 0 || c.age() < c.route.pool.ConnectWindow()):
@@ -209,17 +210,8 @@ func (s *Server) relayInLoop(c *conn, backend *net.TCPConn, idle time.Duration) 
 }
 
 func fromLoop(r relayloop.Result) relayResult {
-	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, err: r.Err, backendAcked: r.BackendAcked}
-	switch r.Reason {
-	case relayloop.ClientClosed:
-		res.reason = CloseClientClosed
-	case relayloop.BackendClosed:
-		res.reason = CloseBackendClosed
-	case relayloop.IdleTimeout:
-		res.reason = CloseIdleTimeout
-	case relayloop.Forced:
-		res.reason = r.Forced
-	case relayloop.ConnectFailed:
+	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, reason: r.Reason, err: r.Err, backendAcked: r.BackendAcked}
+	if r.Reason == closereason.DialFailed {
 		res.reason = dialFailure(r.Err).reason
 	}
 	return res

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // connectInLoop is the dial of serveRaw without a goroutine waiting on it:
@@ -21,7 +22,7 @@ import (
 func (s *Server) connectInLoop(c *conn, r *route, fd int) (res relayResult, handedOff bool) {
 	b := r.pool.Next(c.client.Addr(), nil)
 	if b == nil {
-		return relayResult{reason: CloseNoBackend, err: balancer.ErrNoBackend}, false
+		return relayResult{reason: closereason.NoBackend, err: balancer.ErrNoBackend}, false
 	}
 	c.backendRef.Store(b) // not final until Connected sets routed
 	bfd, err := balancer.StartConnect(b)
@@ -32,7 +33,7 @@ func (s *Server) connectInLoop(c *conn, r *route, fd int) (res relayResult, hand
 	}
 	if err := s.loops.StartConnecting(&c.flow, fd, bfd, r.pool.Config.ConnectTimeout, c); err != nil {
 		unix.Close(bfd)
-		return relayResult{reason: CloseShutdown, err: err}, false
+		return relayResult{reason: closereason.Shutdown, err: err}, false
 	}
 	c.inLoop.Store(true)
 	if p := c.forced.Load(); p != nil { // a force close raced with the hand-off
@@ -128,7 +129,7 @@ func (s *Server) forgetTried(c *conn) {
 // dialFailure is how a connection whose dial failed ends.
 func dialFailure(err error) relayResult {
 	if errors.Is(err, balancer.ErrNoBackend) {
-		return relayResult{reason: CloseNoBackend, err: err}
+		return relayResult{reason: closereason.NoBackend, err: err}
 	}
-	return relayResult{reason: CloseDialFailed, err: err}
+	return relayResult{reason: closereason.DialFailed, err: err}
 }

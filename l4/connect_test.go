@@ -11,6 +11,7 @@ import (
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -69,7 +70,7 @@ func TestLoopConnectAllAttemptsFail(t *testing.T) {
 	done := leakCheck(t)
 	dialClosed(t, h.addr("l"), "every attempt refused")
 	rec := h.next(3 * time.Second)
-	if rec.Close != CloseDialFailed || rec.Err == nil {
+	if rec.Close != closereason.DialFailed || rec.Err == nil {
 		t.Fatalf("record %+v, want dial_failed with an error", rec)
 	}
 	msg := rec.Err.Error()
@@ -119,7 +120,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b := h.rt.Pools["p"].Backend(hole)
-	if n := h.srv.CloseBackend(b, CloseBackendDown); n != 0 {
+	if n := h.srv.CloseBackend(b, closereason.BackendDown); n != 0 {
 		t.Fatalf("CloseBackend closed %d connections still connecting", n)
 	}
 	if list := h.srv.Connections(); len(list) != 0 {
@@ -133,8 +134,8 @@ func TestCloseWhileConnecting(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("closed %s after shutdown began", el)
 	}
-	if rec := h.next(3 * time.Second); rec.Close != CloseShutdown {
-		t.Fatalf("record %+v, want %s", rec, CloseShutdown)
+	if rec := h.next(3 * time.Second); rec.Close != closereason.Shutdown {
+		t.Fatalf("record %+v, want %s", rec, closereason.Shutdown)
 	}
 	if a := b.Snapshot().Active; a != 0 {
 		t.Fatalf("backend still counts %d connections", a)
@@ -166,7 +167,7 @@ func TestStatusWhileRetrying(t *testing.T) {
 	}()
 	for range 50 {
 		dialClosed(t, h.addr("l"), "every attempt refused")
-		if rec := h.next(3 * time.Second); rec.Close != CloseDialFailed || !strings.Contains(rec.Err.Error(), "connect: connection refused (pool p, attempt 3/3)") {
+		if rec := h.next(3 * time.Second); rec.Close != closereason.DialFailed || !strings.Contains(rec.Err.Error(), "connect: connection refused (pool p, attempt 3/3)") {
 			t.Fatalf("record %+v", rec)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -150,14 +151,14 @@ func TestPerIPFlood(t *testing.T) {
 	if otherErr != nil || otherN < 5 || otherSlowest >= time.Second {
 		t.Fatalf("second client address: %d round trips, slowest %s, error %v; want served throughout, each under 1s", otherN, otherSlowest, otherErr)
 	}
-	reasons := map[string]int{}
+	reasons := map[closereason.Reason]int{}
 	for range flood + otherN {
 		rec := h.next(5 * time.Second)
 		if rec.Client.Addr().String() == "127.0.0.1" {
 			reasons[rec.Close]++
 		}
 	}
-	if reasons[CloseLimit] != flood-limit || reasons[CloseClientClosed] != limit {
+	if reasons[closereason.Limit] != flood-limit || reasons[closereason.ClientClosed] != limit {
 		t.Fatalf("records of the flooding address: %v; want %d limit and %d client_closed", reasons, flood-limit, limit)
 	}
 	t.Logf("per-IP flood: %d at once from 127.0.0.1 in %s: %d proxied, records %v; 127.0.0.2: %d round trips, slowest %s; %s",
@@ -233,7 +234,7 @@ func TestBackendSendsThenResets(t *testing.T) {
 		}
 		rec := h.next(5 * time.Second)
 		// A reset after delivered bytes is the application's business.
-		if rec.Close != CloseBackendReset || rec.BytesToClient != size {
+		if rec.Close != closereason.BackendReset || rec.BytesToClient != size {
 			t.Fatalf("%s: record close %q (%v), %d bytes to client; want backend_reset and %d", name, rec.Close, rec.Err, rec.BytesToClient, size)
 		}
 		if snap := h.rt.Pools["p"].Backends()[0].Snapshot(); snap.Failures != 0 || snap.State.String() != "healthy" {
@@ -326,7 +327,7 @@ func TestBlackholedBackendAmongTwo(t *testing.T) {
 		}
 		c.Close()
 	}
-	reasons := map[string]int{}
+	reasons := map[closereason.Reason]int{}
 	for range len(held) + len(fresh) {
 		rec := h.next(5 * time.Second)
 		if rec.Backend != good.addr() {
@@ -334,7 +335,7 @@ func TestBlackholedBackendAmongTwo(t *testing.T) {
 		}
 		reasons[rec.Close]++
 	}
-	if slowest := max(heldSlowest, freshSlowest); slowest >= p.ConnectTimeout+time.Second || reasons[CloseClientClosed] != 40 {
+	if slowest := max(heldSlowest, freshSlowest); slowest >= p.ConnectTimeout+time.Second || reasons[closereason.ClientClosed] != 40 {
 		t.Fatalf("slowest new connection %s (want under connect_timeout + 1s), records %v (want 40 client_closed)", slowest, reasons)
 	}
 	fails := h.rt.Pools["p"].Backend(hole).Snapshot().Failures

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/internal/clienthello"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // maxClientHello caps the ClientHello l4edge reads before routing.
@@ -28,7 +29,7 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 	c.clientConn.Store(client)
 	l.active.Add(1)
 	if !s.track(c) {
-		c.end(relayResult{reason: CloseShutdown})
+		c.end(relayResult{reason: closereason.Shutdown})
 		return
 	}
 	dst, reason, err := s.admit(lr, c, client)
@@ -44,16 +45,16 @@ func (s *Server) handle(l *listener, client *net.TCPConn) {
 // admit applies the listener's connection limits and reads a PROXY header.
 // It returns the connection's destination address; a reason other than ""
 // refuses the connection.
-func (s *Server) admit(lr *listenerRuntime, c *conn, client *net.TCPConn) (dst netip.AddrPort, reason string, err error) {
+func (s *Server) admit(lr *listenerRuntime, c *conn, client *net.TCPConn) (dst netip.AddrPort, reason closereason.Reason, err error) {
 	if !c.withinMaxConnections() {
-		return dst, CloseLimit, nil
+		return dst, closereason.Limit, nil
 	}
 	dst = addrPort(client.LocalAddr())
 	if reason, err := s.readProxyHeader(lr, client, c, &dst); reason != "" {
 		return dst, reason, err
 	}
 	if !c.takeIPSlot() {
-		return dst, CloseLimit, nil
+		return dst, closereason.Limit, nil
 	}
 	return dst, "", nil
 }
@@ -93,7 +94,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 	var hello *clienthello.Info
 	r := lr.catchAll
 	if lr.inspect {
-		var reason string
+		var reason closereason.Reason
 		var err error
 		raw, hello, r, reason, err = s.inspect(lr, client)
 		if reason != "" {
@@ -108,11 +109,11 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 		if tp := lr.rt.TLS; tp != nil && tp.IsChallenge(hello.ServerName, hello.ALPN) {
 			c.tls.mode = TLSTerminate
 			err := tp.ServeChallenge(&replayConn{Conn: client, buf: raw}, lr.cfg.HandshakeTimeout)
-			return relayResult{reason: CloseACMEChallenge, err: err}, false
+			return relayResult{reason: closereason.ACMEChallenge, err: err}, false
 		}
 	}
 	if r == nil {
-		return relayResult{reason: CloseNoRoute}, false
+		return relayResult{reason: closereason.NoRoute}, false
 	}
 	c.route = r
 	front := leg{conn: client, tcp: client}
@@ -127,7 +128,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 		}
 		c.tls.mode = TLSTerminate
 		if err != nil {
-			return relayResult{reason: CloseHandshakeFailed, err: err}, false
+			return relayResult{reason: closereason.HandshakeFailed, err: err}, false
 		}
 		st := tc.ConnectionState()
 		c.tls.sni, c.tls.alpn = st.ServerName, st.NegotiatedProtocol
@@ -142,7 +143,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 	}
 	preamble := s.proxyHeader(r, c, hello, front, dst)
 	if err := sendPreamble(c, backend, append(preamble, raw...)); err != nil {
-		return relayResult{reason: CloseBackendClosed, err: err}, false
+		return relayResult{reason: closereason.BackendClosed, err: err}, false
 	}
 	c.preamble = int32(len(raw))
 
@@ -205,14 +206,14 @@ func sendPreamble(c *conn, backend *net.TCPConn, preamble []byte) error {
 
 // inspect reads the ClientHello within inspect_timeout and picks a route.
 // A reason other than "" ends the connection.
-func (s *Server) inspect(lr *listenerRuntime, client *net.TCPConn) (raw []byte, info *clienthello.Info, r *route, reason string, err error) {
+func (s *Server) inspect(lr *listenerRuntime, client *net.TCPConn) (raw []byte, info *clienthello.Info, r *route, reason closereason.Reason, err error) {
 	_ = client.SetReadDeadline(time.Now().Add(lr.cfg.InspectTimeout))
 	raw, info, err = clienthello.Read(client, maxClientHello)
 	_ = client.SetReadDeadline(time.Time{})
 	switch {
 	case err == nil:
 		if r = lr.pick(info.ServerName, info.ALPN); r == nil {
-			return raw, info, nil, CloseNoRoute, nil
+			return raw, info, nil, closereason.NoRoute, nil
 		}
 		return raw, info, r, "", nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -221,16 +222,16 @@ func (s *Server) inspect(lr *listenerRuntime, client *net.TCPConn) (raw []byte, 
 		if len(raw) == 0 && lr.catchAll != nil {
 			return raw, nil, lr.catchAll, "", nil
 		}
-		return raw, nil, nil, CloseInspectTimeout, err
+		return raw, nil, nil, closereason.InspectTimeout, err
 	case errors.Is(err, clienthello.ErrNotTLS):
 		if lr.catchAll != nil {
 			return raw, nil, lr.catchAll, "", nil
 		}
-		return raw, nil, nil, CloseNoRoute, err
+		return raw, nil, nil, closereason.NoRoute, err
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
-		return raw, nil, nil, CloseClientClosed, err
+		return raw, nil, nil, closereason.ClientClosed, err
 	}
-	return raw, nil, nil, CloseInvalidClientHello, err
+	return raw, nil, nil, closereason.InvalidClientHello, err
 }
 
 // handshake terminates TLS within timeout; the TLS server first reads the

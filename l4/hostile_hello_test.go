@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // TLS extension numbers the hostile hellos edit.
@@ -137,26 +138,26 @@ func TestHostileClientHellos(t *testing.T) {
 	cases := []struct {
 		name  string
 		bytes []byte
-		route string // "" means closed with invalid_client_hello
-		close string // when route is "": the close reason wanted
+		route string             // "" means closed with invalid_client_hello
+		close closereason.Reason // when route is "": the close reason wanted
 	}{
-		{"record length over 16 KiB", records(padTo(fixed, exts, 17<<10), 17<<10), "", CloseInvalidClientHello},
-		{"record of 16 KiB + 4 holding a hello at the 16 KiB cap", records(padTo(fixed, exts, 16<<10+4), 16<<10+4), "", CloseInvalidClientHello},
-		{"handshake length 16 MiB", records(setLen(msg, 1<<24-1), 16<<10), "", CloseInvalidClientHello},
-		{"handshake length beyond its records, then a ChangeCipherSpec", append(records(setLen(msg, len(msg)-4+100), 16<<10), ccs...), "", CloseInvalidClientHello},
-		{"handshake length beyond its records, then 100 more bytes", append(records(setLen(msg, len(msg)-4+100), 16<<10), records(make([]byte, 100), 100)...), "", CloseInvalidClientHello},
-		{"handshake length short of its record", records(setLen(msg, len(msg)-4-10), 16<<10), "", CloseInvalidClientHello},
-		{"handshake length beyond its records, then silence", records(setLen(msg, len(msg)-4+100), 16<<10), "", CloseInspectTimeout},
-		{"64 KiB hello over 64 records", records(padTo(fixed, exts, 64<<10), 1<<10), "", CloseInvalidClientHello},
+		{"record length over 16 KiB", records(padTo(fixed, exts, 17<<10), 17<<10), "", closereason.InvalidClientHello},
+		{"record of 16 KiB + 4 holding a hello at the 16 KiB cap", records(padTo(fixed, exts, 16<<10+4), 16<<10+4), "", closereason.InvalidClientHello},
+		{"handshake length 16 MiB", records(setLen(msg, 1<<24-1), 16<<10), "", closereason.InvalidClientHello},
+		{"handshake length beyond its records, then a ChangeCipherSpec", append(records(setLen(msg, len(msg)-4+100), 16<<10), ccs...), "", closereason.InvalidClientHello},
+		{"handshake length beyond its records, then 100 more bytes", append(records(setLen(msg, len(msg)-4+100), 16<<10), records(make([]byte, 100), 100)...), "", closereason.InvalidClientHello},
+		{"handshake length short of its record", records(setLen(msg, len(msg)-4-10), 16<<10), "", closereason.InvalidClientHello},
+		{"handshake length beyond its records, then silence", records(setLen(msg, len(msg)-4+100), 16<<10), "", closereason.InspectTimeout},
+		{"64 KiB hello over 64 records", records(padTo(fixed, exts, 64<<10), 1<<10), "", closereason.InvalidClientHello},
 		{"16 KiB hello over 164 records", records(padTo(fixed, exts, 16<<10+4), 100), "pass", ""},
 		{"hello in 1-byte records", records(msg, 1), "pass", ""},
-		{"SNI label of 300 bytes", records(joinHello(fixed, withSNI(exts, &label300)), 16<<10), "", CloseInvalidClientHello},
+		{"SNI label of 300 bytes", records(joinHello(fixed, withSNI(exts, &label300)), 16<<10), "", closereason.InvalidClientHello},
 		{"SNI label of 63 bytes", records(joinHello(fixed, withSNI(exts, ptr(sniExt(long)))), 16<<10), "pass", ""},
-		{"empty SNI host name", records(joinHello(fixed, withSNI(exts, &emptySNI)), 16<<10), "", CloseInvalidClientHello},
-		{"SNI extension with an empty list", records(joinHello(fixed, withSNI(exts, &noList)), 16<<10), "", CloseInvalidClientHello},
+		{"empty SNI host name", records(joinHello(fixed, withSNI(exts, &emptySNI)), 16<<10), "", closereason.InvalidClientHello},
+		{"SNI extension with an empty list", records(joinHello(fixed, withSNI(exts, &noList)), 16<<10), "", closereason.InvalidClientHello},
 		{"no SNI extension", records(joinHello(fixed, withSNI(exts, nil)), 16<<10), "rest", ""},
-		{"duplicate server_name", records(joinHello(fixed, withSNI(exts, ptr(sniExt("pass.test")), sniExt("term.test"))), 16<<10), "", CloseInvalidClientHello},
-		{"duplicate padding", records(joinHello(fixed, append(exts, helloExt{extPadding, nil}, helloExt{extPadding, nil})), 16<<10), "", CloseInvalidClientHello},
+		{"duplicate server_name", records(joinHello(fixed, withSNI(exts, ptr(sniExt("pass.test")), sniExt("term.test"))), 16<<10), "", closereason.InvalidClientHello},
+		{"duplicate padding", records(joinHello(fixed, append(exts, helloExt{extPadding, nil}, helloExt{extPadding, nil})), 16<<10), "", closereason.InvalidClientHello},
 	}
 	for range 4 { // warm the relay's caches before the baseline
 		if reply := ask(t, addr, "warm"); reply != "plain-backend warm" {
@@ -168,18 +169,18 @@ func TestHostileClientHellos(t *testing.T) {
 	for _, tc := range cases {
 		start := time.Now()
 		var rec Record
-		if tc.close == CloseInspectTimeout {
+		if tc.close == closereason.InspectTimeout {
 			rec = sendAndWait(t, addr, tc.bytes, m.h) // the client stays silent, open
 		} else {
 			rec = sendRaw(t, addr, tc.bytes, m.h)
 		}
 		took := time.Since(start)
 		switch {
-		case tc.route != "" && (rec.Route != tc.route || rec.Close == CloseInvalidClientHello):
+		case tc.route != "" && (rec.Route != tc.route || rec.Close == closereason.InvalidClientHello):
 			t.Fatalf("%s (%d bytes): route %q close %q (%v) after %s, want routed to %q", tc.name, len(tc.bytes), rec.Route, rec.Close, rec.Err, took, tc.route)
 		case tc.route == "" && rec.Close != tc.close:
 			t.Fatalf("%s (%d bytes): close %q (%v) route %q after %s, want %q", tc.name, len(tc.bytes), rec.Close, rec.Err, rec.Route, took, tc.close)
-		case tc.close == CloseInvalidClientHello && rec.Duration > 500*time.Millisecond:
+		case tc.close == closereason.InvalidClientHello && rec.Duration > 500*time.Millisecond:
 			t.Fatalf("%s: closed after %s, want at once", tc.name, rec.Duration)
 		case rec.Duration > time.Second+2*time.Second:
 			t.Fatalf("%s: closed after %s, want within inspect_timeout (1s) + 2s", tc.name, rec.Duration)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -63,11 +64,11 @@ func TestMaxConnections(t *testing.T) {
 	if time.Since(start) > time.Second {
 		t.Fatal("sixth connection was not closed at once")
 	}
-	if rec := h.next(3 * time.Second); rec.Close != CloseLimit {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.Limit {
 		t.Fatalf("record close %q, want limit", rec.Close)
 	}
 	open[0].Close()
-	if rec := h.next(3 * time.Second); rec.Close != CloseClientClosed {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.ClientClosed {
 		t.Fatalf("record close %q, want client_closed", rec.Close)
 	}
 	c, err := net.Dial("tcp", h.addr("l"))
@@ -133,20 +134,20 @@ func TestBadPeersAreIsolated(t *testing.T) {
 	cases := []struct {
 		name string
 		run  func(c net.Conn)
-		want string
+		want closereason.Reason
 	}{
-		{"silent client", func(c net.Conn) { time.Sleep(600 * time.Millisecond) }, CloseInspectTimeout},
-		{"garbage bytes", func(c net.Conn) { _, _ = c.Write([]byte("\x16\x03\x01\xff\xffgarbage")) }, CloseInvalidClientHello},
+		{"silent client", func(c net.Conn) { time.Sleep(600 * time.Millisecond) }, closereason.InspectTimeout},
+		{"garbage bytes", func(c net.Conn) { _, _ = c.Write([]byte("\x16\x03\x01\xff\xffgarbage")) }, closereason.InvalidClientHello},
 		{"client reset mid-hello", func(c net.Conn) {
 			_, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x40, 0x01})
 			time.Sleep(50 * time.Millisecond)
 			_ = c.(*net.TCPConn).SetLinger(0)
-		}, CloseClientClosed},
+		}, closereason.ClientClosed},
 		{"backend reset mid-stream", func(c net.Conn) {
 			_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "example.com"}))
 			_, _ = readAllTimeout(c, 3*time.Second)
-		}, CloseBackendReset},
-		{"plain bytes without a catch-all", func(c net.Conn) { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) }, CloseNoRoute},
+		}, closereason.BackendReset},
+		{"plain bytes without a catch-all", func(c net.Conn) { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) }, closereason.NoRoute},
 	}
 	for _, tc := range cases {
 		c, err := net.Dial("tcp", h.addr("l"))
@@ -159,7 +160,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 		if rec.Close != tc.want {
 			t.Fatalf("%s: close %q (err %v), want %q", tc.name, rec.Close, rec.Err, tc.want)
 		}
-		if tc.want == CloseBackendReset && (rec.Err == nil || !strings.Contains(rec.Err.Error(), "reset")) {
+		if tc.want == closereason.BackendReset && (rec.Err == nil || !strings.Contains(rec.Err.Error(), "reset")) {
 			t.Fatalf("%s: error %v, want a reset", tc.name, rec.Err)
 		}
 		echoOnce()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // startTerminated runs one listener that terminates TLS for "term.test" and
@@ -127,7 +128,7 @@ func TestTerminatedIdleTimeout(t *testing.T) {
 		time.Sleep(idle / 4)
 	}
 	rec := h.next(2 * time.Second)
-	if rec.Close != CloseIdleTimeout || rec.BytesToClient != 1 {
+	if rec.Close != closereason.IdleTimeout || rec.BytesToClient != 1 {
 		t.Fatalf("quiet connection: %+v", rec)
 	}
 	if d := rec.Duration; d < idle || d > idle+time.Second {
@@ -162,7 +163,7 @@ func TestShutdownClosesParkedConnections(t *testing.T) {
 		t.Fatalf("shutdown took %s", d)
 	}
 	for range conns {
-		if rec := h.next(time.Second); rec.Close != CloseShutdown {
+		if rec := h.next(time.Second); rec.Close != closereason.Shutdown {
 			t.Fatalf("record after shutdown: %+v", rec)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // Passive health on every relay path: a backend that took bytes and then
@@ -64,13 +65,13 @@ func TestPassiveHealthRule(t *testing.T) {
 		name      string
 		handle    func(*net.TCPConn)
 		silent    bool // the client sends nothing: the backend never gets a byte
-		wantClose []string
+		wantClose []closereason.Reason
 		wantFails uint64
 	}{
-		{"reads then resets", readsThenResets, false, []string{CloseBackendReset}, 0},
+		{"reads then resets", readsThenResets, false, []closereason.Reason{closereason.BackendReset}, 0},
 		// A reset that comes while the in-loop connect completes is a
 		// failed connect.
-		{"resets before taking a byte", resetsAtOnce, true, []string{CloseBackendClosed, CloseDialFailed}, 1},
+		{"resets before taking a byte", resetsAtOnce, true, []closereason.Reason{closereason.BackendClosed, closereason.DialFailed}, 1},
 	}
 	for _, p := range paths {
 		for _, tc := range cases {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -127,7 +128,7 @@ func TestHalfClose(t *testing.T) {
 		t.Fatalf("reply %q", reply)
 	}
 	rec := h.next(5 * time.Second)
-	if rec.Close != CloseClientClosed || rec.BytesToBackend != 5 || rec.BytesToClient != int64(len(reply)) {
+	if rec.Close != closereason.ClientClosed || rec.BytesToBackend != 5 || rec.BytesToClient != int64(len(reply)) {
 		t.Fatalf("record %+v", rec)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/l4edge/l4edge/internal/clienthello"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // readProxyHeader handles proxy_protocol_in. From a trusted peer a header is
@@ -20,7 +21,7 @@ import (
 // address; a LOCAL header keeps the socket addresses. From an untrusted peer
 // a header is never honoured: a connection that starts with one is closed.
 // A non-empty reason ends the connection.
-func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, c *conn, dst *netip.AddrPort) (string, error) {
+func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, c *conn, dst *netip.AddrPort) (closereason.Reason, error) {
 	ppi := lr.cfg.ProxyProtocolIn
 	if ppi == nil {
 		return "", nil
@@ -33,9 +34,9 @@ func (s *Server) readProxyHeader(lr *listenerRuntime, client *net.TCPConn, c *co
 	_ = client.SetReadDeadline(time.Time{})
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return CloseProxyHeaderTimeout, fmt.Errorf("no PROXY header from trusted peer %s within %s", c.client, ppi.Timeout)
+			return closereason.ProxyHeaderTimeout, fmt.Errorf("no PROXY header from trusted peer %s within %s", c.client, ppi.Timeout)
 		}
-		return CloseInvalidProxyHeader, fmt.Errorf("PROXY header from trusted peer %s: %w", c.client, err)
+		return closereason.InvalidProxyHeader, fmt.Errorf("PROXY header from trusted peer %s: %w", c.client, err)
 	}
 	if h.Command == proxyproto.Proxy && h.Source.IsValid() {
 		c.client = netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port())
@@ -56,7 +57,7 @@ const forgedHeaderWindow = 250 * time.Millisecond
 // protocols waits only briefly, then lets a silent client through. (A
 // header sent later still reaches the backend only as payload, after
 // l4edge's own header when the pool sends one.)
-func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, peer netip.AddrPort) (string, error) {
+func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, peer netip.AddrPort) (closereason.Reason, error) {
 	wait := lr.cfg.InspectTimeout
 	if !lr.inspect {
 		wait = min(lr.cfg.ProxyProtocolIn.Timeout, forgedHeaderWindow)
@@ -65,7 +66,7 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, pe
 	defer client.SetReadDeadline(time.Time{})
 	rc, err := client.SyscallConn()
 	if err != nil {
-		return CloseClientClosed, err
+		return closereason.ClientClosed, err
 	}
 	var buf [16]byte
 	forged := false
@@ -84,7 +85,7 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, pe
 		return !more
 	})
 	if forged {
-		return CloseUntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", peer)
+		return closereason.UntrustedProxy, fmt.Errorf("PROXY header from untrusted peer %s", peer)
 	}
 	return "", nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // headerBackend reads a PROXY header from each connection, reports it, and
@@ -60,7 +61,7 @@ func TestProxyHeaderTrust(t *testing.T) {
 	_, _ = c.Write(forged)
 	_, _ = readAllTimeout(c, 3*time.Second)
 	c.Close()
-	if rec := h.next(3 * time.Second); rec.Close != CloseUntrustedProxy || rec.Client.Addr().String() != "127.0.0.1" {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.UntrustedProxy || rec.Client.Addr().String() != "127.0.0.1" {
 		t.Fatalf("forged header: %+v", rec)
 	}
 	if back.count() != 0 {
@@ -71,7 +72,7 @@ func TestProxyHeaderTrust(t *testing.T) {
 	start := time.Now()
 	_, _ = readAllTimeout(c, 3*time.Second)
 	c.Close()
-	if rec := h.next(3 * time.Second); rec.Close != CloseProxyHeaderTimeout || time.Since(start) > 2*time.Second {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.ProxyHeaderTimeout || time.Since(start) > 2*time.Second {
 		t.Fatalf("silent trusted peer: %+v", rec)
 	}
 
@@ -83,7 +84,7 @@ func TestProxyHeaderTrust(t *testing.T) {
 		t.Fatalf("untrusted plain client got %q", b)
 	}
 	c.Close()
-	if rec := h.next(3 * time.Second); rec.Close != CloseClientClosed {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.ClientClosed {
 		t.Fatalf("plain untrusted client: %+v", rec)
 	}
 }
@@ -205,7 +206,7 @@ func TestPerIPLimitBehindProxy(t *testing.T) {
 	if served(a2) {
 		t.Fatal("a second connection from the same client passed max_connections_per_ip 1")
 	}
-	if rec := h.next(3 * time.Second); rec.Close != CloseLimit || rec.Client.Addr().String() != "198.51.100.10" {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.Limit || rec.Client.Addr().String() != "198.51.100.10" {
 		t.Fatalf("limit record %+v", rec)
 	}
 }

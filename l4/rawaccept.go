@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/l4edge/l4edge/l4/closereason"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -52,10 +53,10 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 		}
 	}()
 	if !s.track(c) {
-		return relayResult{reason: CloseShutdown}, false
+		return relayResult{reason: closereason.Shutdown}, false
 	}
 	if !c.withinMaxConnections() || !c.takeIPSlot() {
-		return relayResult{reason: CloseLimit}, false
+		return relayResult{reason: closereason.Limit}, false
 	}
 	r := lr.catchAll
 	c.route = r
@@ -73,7 +74,7 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 		dst = localAddrPort(fd)
 	}
 	if err := sendPreamble(c, backend, s.proxyHeader(r, c, nil, leg{}, dst)); err != nil {
-		return relayResult{reason: CloseBackendClosed, err: err}, false
+		return relayResult{reason: closereason.BackendClosed, err: err}, false
 	}
 	idle := r.pool.Config.IdleTimeout
 	err := s.loops.StartFD(&c.flow, fd, backend, idle, c)
@@ -90,7 +91,7 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 	owned = false // fdConn closes it
 	client, err := fdConn(fd)
 	if err != nil {
-		return relayResult{reason: CloseClientClosed, err: err}, false
+		return relayResult{reason: closereason.ClientClosed, err: err}, false
 	}
 	c.clientConn.Store(client)
 	if c.forced.Load() != nil {

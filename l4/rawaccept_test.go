@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -61,7 +62,7 @@ func TestRawAcceptFailuresLeakNothing(t *testing.T) {
 		dialClosed(t, h.addr("dead"), "dial failure")
 		// The first refusal marks the only backend down.
 		rec := h.next(3 * time.Second)
-		if (rec.Close != CloseDialFailed && rec.Close != CloseNoBackend) || rec.Client.Addr().String() != "127.0.0.1" {
+		if (rec.Close != closereason.DialFailed && rec.Close != closereason.NoBackend) || rec.Client.Addr().String() != "127.0.0.1" {
 			t.Fatalf("record %+v, want dial_failed or no_backend from 127.0.0.1", rec)
 		}
 	}
@@ -77,7 +78,7 @@ func TestRawAcceptFailuresLeakNothing(t *testing.T) {
 		t.Fatalf("first connection not served: %v", err)
 	}
 	dialClosed(t, h.addr("limited"), "over the limit")
-	if rec := h.next(3 * time.Second); rec.Close != CloseLimit {
+	if rec := h.next(3 * time.Second); rec.Close != closereason.Limit {
 		t.Fatalf("record %+v, want limit", rec)
 	}
 	hold.Close()

@@ -4,31 +4,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/l4edge/l4edge/l4/closereason"
 	"go.uber.org/zap"
-)
-
-// Close reasons: why a connection ended, as the access log's `close` field
-// and the result label of l4edge_connections_total.
-const (
-	CloseClientClosed  = "client_closed"
-	CloseBackendClosed = "backend_closed"
-	// CloseBackendReset: the backend reset the connection after it took or
-	// sent bytes; the application's business, never a health failure.
-	CloseBackendReset       = "backend_reset"
-	CloseIdleTimeout        = "idle_timeout"
-	CloseNoRoute            = "no_route"
-	CloseNoBackend          = "no_backend"
-	CloseDialFailed         = "dial_failed"
-	CloseHandshakeFailed    = "handshake_failed"
-	CloseInspectTimeout     = "inspect_timeout"
-	CloseInvalidClientHello = "invalid_client_hello"
-	CloseLimit              = "limit"
-	CloseShutdown           = "shutdown"
-	CloseBackendDown        = "backend_down"
-	CloseACMEChallenge      = "acme_challenge"
-	CloseUntrustedProxy     = "untrusted_proxy_header"
-	CloseProxyHeaderTimeout = "proxy_header_timeout"
-	CloseInvalidProxyHeader = "invalid_proxy_header"
 )
 
 // TLS handling of a connection, as the access log's `tls` field.
@@ -55,7 +32,7 @@ type Record struct {
 	BytesToClient  int64
 	Start          time.Time
 	Duration       time.Duration
-	Close          string
+	Close          closereason.Reason
 	// Err is the error behind an abnormal close, if any (logged as "error").
 	Err error
 }
@@ -74,7 +51,7 @@ func (r *Record) fields() []zap.Field {
 		zap.Int64("bytes_to_backend", r.BytesToBackend),
 		zap.Int64("bytes_to_client", r.BytesToClient),
 		zap.Duration("duration", r.Duration),
-		zap.String("close", r.Close),
+		zap.String("close", string(r.Close)),
 	}
 	if r.Err != nil {
 		f = append(f, zap.Error(r.Err))

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
@@ -28,7 +29,7 @@ type leg struct {
 type relayResult struct {
 	toBackend int64
 	toClient  int64
-	reason    string
+	reason    closereason.Reason
 	err       error
 	// backendAcked is what relayloop.Result.BackendAcked says: the bytes
 	// the backend acknowledged, known (>= 0) only when it ended the
@@ -127,11 +128,11 @@ func (st *relayState) result() relayResult {
 	res := relayResult{toBackend: u.n, toClient: d.n, backendAcked: -1}
 	switch {
 	case st.idleOut.Load():
-		res.reason = CloseIdleTimeout
+		res.reason = closereason.IdleTimeout
 	case !u.at.After(d.at):
-		res.reason, res.err = CloseClientClosed, u.err
+		res.reason, res.err = closereason.ClientClosed, u.err
 	default:
-		res.reason, res.err, res.backendAcked = CloseBackendClosed, d.err, d.acked
+		res.reason, res.err, res.backendAcked = closereason.BackendClosed, d.err, d.acked
 	}
 	if res.err == nil {
 		res.err = firstErr(u.err, d.err)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
@@ -222,7 +223,7 @@ func (s *Server) untrack(c *conn) {
 // reason (close_on_unhealthy). It returns how many it closed. A connection
 // still connecting is left to its connect, which moves on to another
 // backend if this one fails.
-func (s *Server) CloseBackend(b *balancer.Backend, reason string) int {
+func (s *Server) CloseBackend(b *balancer.Backend, reason closereason.Reason) int {
 	s.mu.Lock()
 	var victims []*conn
 	for c := range s.conns {
@@ -271,7 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		n := len(victims)
 		for _, c := range victims { // outside mu: a close may end the conn here
-			c.forceClose(CloseShutdown)
+			c.forceClose(closereason.Shutdown)
 		}
 		s.cancel()
 		err = fmt.Errorf("shutdown grace over: closed %d open connections", n)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // slowClients are connections that send a few bytes at once and then one
@@ -110,9 +111,9 @@ func (s *slowClients) check(t *testing.T, n int, bound time.Duration) (median, s
 
 // closeReasons reads n records and counts their close reasons; ok
 // records (the normal clients) are counted under "served".
-func closeReasons(h *harness, n int, served func(Record) bool) (map[string]int, time.Duration) {
+func closeReasons(h *harness, n int, served func(Record) bool) (map[closereason.Reason]int, time.Duration) {
 	h.t.Helper()
-	got := map[string]int{}
+	got := map[closereason.Reason]int{}
 	var longest time.Duration
 	for range n {
 		rec := h.next(10 * time.Second)
@@ -162,7 +163,8 @@ type slowAttack struct {
 	first, trickle []byte
 	serve          func()
 	served         func(Record) bool
-	want, because  string
+	want           closereason.Reason
+	because        string
 }
 
 func (a slowAttack) run(t *testing.T) {
@@ -208,7 +210,7 @@ func TestSlowlorisInspect(t *testing.T) {
 		trickle: captureHello(t, &tls.Config{ServerName: "pass.test"}),
 		serve:   askTerm(t, m),
 		served:  func(r Record) bool { return r.Route == "term" },
-		want:    CloseInspectTimeout, because: "timeout",
+		want:    closereason.InspectTimeout, because: "timeout",
 	}.run(t)
 }
 
@@ -230,8 +232,8 @@ func TestSlowlorisProxyHeader(t *testing.T) {
 				t.Fatalf("normal client during the attack: %q", reply)
 			}
 		},
-		served: func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" },
-		want:   CloseProxyHeaderTimeout, because: "no PROXY header",
+		served: func(r Record) bool { return r.Close == closereason.ClientClosed && r.Backend != "" },
+		want:   closereason.ProxyHeaderTimeout, because: "no PROXY header",
 	}.run(t)
 }
 
@@ -246,7 +248,7 @@ func TestSlowlorisTerminatingHandshake(t *testing.T) {
 		what: "terminating handshake (stalled after the ClientHello)", n: 200, h: m.h, addr: m.h.addr("edge"),
 		first:  captureHello(t, &tls.Config{ServerName: "term.test"}),
 		serve:  askTerm(t, m),
-		served: func(r Record) bool { return r.Close == CloseClientClosed && r.Backend != "" },
-		want:   CloseHandshakeFailed, because: "timeout",
+		served: func(r Record) bool { return r.Close == closereason.ClientClosed && r.Backend != "" },
+		want:   closereason.HandshakeFailed, because: "timeout",
 	}.run(t)
 }

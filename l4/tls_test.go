@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/l4test"
 )
 
@@ -241,7 +242,7 @@ func TestInspectAndHandshakeTimeouts(t *testing.T) {
 	c, _ := net.Dial("tcp", addr)
 	_, _ = readAllTimeout(c, 5*time.Second)
 	c.Close()
-	if rec := m.h.next(5 * time.Second); rec.Close != CloseInspectTimeout || time.Since(start) > 2*time.Second {
+	if rec := m.h.next(5 * time.Second); rec.Close != closereason.InspectTimeout || time.Since(start) > 2*time.Second {
 		t.Fatalf("silent client: %+v after %s", rec, time.Since(start))
 	}
 	// Send a ClientHello for the terminating route and then nothing.
@@ -251,7 +252,7 @@ func TestInspectAndHandshakeTimeouts(t *testing.T) {
 	_, _ = readAllTimeout(c, 5*time.Second)
 	c.Close()
 	rec := m.h.next(5 * time.Second)
-	if rec.Close != CloseHandshakeFailed || !strings.Contains(fmt.Sprint(rec.Err), "timeout") {
+	if rec.Close != closereason.HandshakeFailed || !strings.Contains(fmt.Sprint(rec.Err), "timeout") {
 		t.Fatalf("stalled handshake: %+v", rec)
 	}
 	if el := time.Since(start); el < 300*time.Millisecond || el > 2*time.Second {
@@ -278,9 +279,9 @@ func TestBadHellosAndStalledHandshakes(t *testing.T) {
 	}
 	for name, b := range bad {
 		rec := sendRaw(t, addr, b, m.h)
-		want := CloseInvalidClientHello
+		want := closereason.InvalidClientHello
 		if name == "truncated" {
-			want = CloseClientClosed
+			want = closereason.ClientClosed
 		}
 		if rec.Close != want {
 			t.Fatalf("%s: close %q (%v), want %q", name, rec.Close, rec.Err, want)
@@ -312,7 +313,7 @@ func TestBadHellosAndStalledHandshakes(t *testing.T) {
 	}
 	timeouts := 0
 	for i := 0; i < len(conns)+1; i++ {
-		if rec := m.h.next(10 * time.Second); rec.Close == CloseInspectTimeout {
+		if rec := m.h.next(10 * time.Second); rec.Close == closereason.InspectTimeout {
 			timeouts++
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/health"
 	"github.com/l4edge/l4edge/l4"
+	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/tlsterm"
 	"github.com/l4edge/l4edge/tlsterm/redisstore"
 )
@@ -243,7 +244,7 @@ func (a *app) onBackendChange(pc config.Pool) balancer.ChangeFunc {
 		if pc.CloseOnUnhealthy && new == balancer.Unhealthy {
 			// The hook runs under the backend's lock: close elsewhere.
 			go func() {
-				if n := a.server.CloseBackend(b, l4.CloseBackendDown); n > 0 {
+				if n := a.server.CloseBackend(b, closereason.BackendDown); n > 0 {
 					a.log.Info("closed connections to unhealthy backend",
 						zap.String("pool", pc.Name), zap.String("backend", b.Address), zap.Int("connections", n))
 				}

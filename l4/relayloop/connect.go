@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // Connector is the Done of a flow whose backend socket may still be
@@ -24,7 +26,7 @@ type Connector interface {
 	// ConnectFailed runs when the connect failed or timed out. It returns
 	// the socket of the next attempt, its connect begun, for the loop to
 	// wait on (again up to the connect timeout), or the error that ends the
-	// flow with reason ConnectFailed.
+	// flow with reason DialFailed.
 	ConnectFailed(cause error) (backendFD int, err error)
 }
 
@@ -72,7 +74,7 @@ func (l *loop) connectFailed(f *Flow, cause error) {
 	fd, err := f.done.(Connector).ConnectFailed(cause)
 	l.spawned = true // a passive failure may start goroutines (state change hooks)
 	if err != nil {
-		l.finish(f, ConnectFailed, err)
+		l.finish(f, closereason.DialFailed, err)
 		return
 	}
 	// The failed socket is the only descriptor of its socket: closing it
@@ -84,7 +86,7 @@ func (l *loop) connectFailed(f *Flow, cause error) {
 	f.lastActive.Store(time.Now().UnixNano())
 	ev := unix.EpollEvent{Events: flowEvents, Fd: int32(f.id), Pad: 1}
 	if err := l.epollCtl(unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.finish(f, ConnectFailed, fmt.Errorf("relay: epoll_ctl add: %w", err))
+		l.finish(f, closereason.DialFailed, fmt.Errorf("relay: epoll_ctl add: %w", err))
 	}
 }
 

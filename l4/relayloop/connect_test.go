@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/l4/l4test"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // scriptedConnector answers the loop's connect hooks from a script.
@@ -148,8 +150,8 @@ func TestConnectTimeoutThenGiveUp(t *testing.T) {
 		t.Fatalf("gave up after %s, want about 200ms", el)
 	}
 	res := <-sc.done
-	if res.Reason != ConnectFailed || res.Err == nil || res.Err.Error() != "no attempt left" {
-		t.Fatalf("result %+v, want ConnectFailed with ConnectFailed's error", res)
+	if res.Reason != closereason.DialFailed || res.Err == nil || res.Err.Error() != "no attempt left" {
+		t.Fatalf("result %+v, want DialFailed with ConnectFailed's error", res)
 	}
 	_ = client.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if got, err := io.ReadAll(client); err != nil || len(got) != 0 {

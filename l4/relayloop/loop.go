@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 const (
@@ -256,7 +258,7 @@ func (l *loop) run() {
 		l.runPending()
 		for _, f := range reqs {
 			if !f.finished {
-				l.finish(f, Forced, nil)
+				l.finish(f, *f.forced.Load(), nil)
 			}
 		}
 		if now = time.Now(); l.hasIdleFlows() && l.untilDue(now) == 0 {
@@ -331,7 +333,7 @@ func (l *loop) sweep(now time.Time) {
 			continue
 		}
 		if !f.connecting {
-			l.finish(f, IdleTimeout, nil)
+			l.finish(f, closereason.IdleTimeout, nil)
 			continue
 		}
 		l.connectFailed(f, errConnectTimeout) // idle holds the connect timeout
@@ -400,8 +402,8 @@ func (l *loop) shutdown() {
 	}
 	l.mu.Unlock()
 	for _, f := range open {
-		f.forced.CompareAndSwap(nil, ptr("shutdown"))
-		l.finish(f, Forced, nil)
+		f.forced.CompareAndSwap(nil, ptr(closereason.Shutdown))
+		l.finish(f, closereason.Shutdown, nil)
 	}
 	for _, p := range l.pipes {
 		l.closePipe(p)
@@ -426,4 +428,4 @@ func (l *loop) epollCtl(op, fd int, ev *unix.EpollEvent) error {
 	return unix.EpollCtl(l.epfd, op, fd, ev)
 }
 
-func ptr(s string) *string { return &s }
+func ptr[T any](v T) *T { return &v }

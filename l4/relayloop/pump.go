@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // pump moves what it can in both directions of a flow. A flow that used its
@@ -22,7 +24,7 @@ func (l *loop) pump(f *Flow) {
 		}
 	}
 	if !f.finished && f.dirs[0].shut && f.dirs[1].shut {
-		l.finish(f, Reason(f.firstEnd), nil)
+		l.finish(f, sideClosed(f.firstEnd), nil)
 	}
 }
 
@@ -216,12 +218,21 @@ func (l *loop) fail(f *Flow, side int, err error) {
 	if f.firstEnd < 0 {
 		f.firstEnd = int8(side)
 	}
-	l.finish(f, Reason(f.firstEnd), err)
+	l.finish(f, sideClosed(f.firstEnd), err)
+}
+
+// sideClosed is the reason of a flow the given side ended first (0 the
+// client, 1 the backend).
+func sideClosed(side int8) closereason.Reason {
+	if side == 1 {
+		return closereason.BackendClosed
+	}
+	return closereason.ClientClosed
 }
 
 // finish ends a flow: its descriptors are deregistered now and closed after
 // the batch, its id is freed, and done is called in a goroutine.
-func (l *loop) finish(f *Flow, reason Reason, err error) {
+func (l *loop) finish(f *Flow, reason closereason.Reason, err error) {
 	if f.finished {
 		return
 	}
@@ -246,13 +257,14 @@ func (l *loop) finish(f *Flow, reason Reason, err error) {
 	l.mu.Unlock()
 
 	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err, BackendAcked: -1}
-	if reason == BackendClosed && res.ToClient == 0 {
+	if reason == closereason.BackendClosed && res.ToClient == 0 {
 		res.BackendAcked = AckedBytes(f.fds[1]) // still open until after the batch
 	}
-	if p := f.forced.Load(); p != nil {
-		res.Reason, res.Forced = Forced, *p
+	forced := f.forced.Load()
+	if forced != nil {
+		res.Reason = *forced
 	}
-	if err == nil && reason != Forced && reason != IdleTimeout {
+	if err == nil && forced == nil && reason != closereason.IdleTimeout {
 		res.Err = f.firstErr
 	}
 	if f.done != nil {

@@ -25,36 +25,20 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// Reason says why a flow ended.
-type Reason int
-
-// Reasons a flow ends.
-const (
-	// ClientClosed: the client side ended first (EOF, reset, or a write to it failed).
-	ClientClosed Reason = iota
-	// BackendClosed: the backend side ended first.
-	BackendClosed
-	// IdleTimeout: no byte moved either way for the flow's idle timeout.
-	IdleTimeout
-	// Forced: Flow.Close ended it.
-	Forced
-	// ConnectFailed: the backend could not be reached (StartConnecting);
-	// Err says why.
-	ConnectFailed
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // Result is what a finished flow reports.
 type Result struct {
 	// ToBackend and ToClient are the bytes moved each way.
 	ToBackend, ToClient int64
-	// Reason says which side ended the flow.
-	Reason Reason
+	// Reason says why the flow ended: ClientClosed or BackendClosed (the
+	// side that ended first), IdleTimeout, DialFailed (StartConnecting's
+	// connect failed; Err says why), or what Flow.Close was given.
+	Reason closereason.Reason
 	// Err is the error behind an abnormal end (a reset, a failed write).
 	Err error
-	// Forced is the argument of Flow.Close when Reason is Forced.
-	Forced string
 	// BackendAcked is how many bytes the backend's TCP acknowledged, read
 	// when the backend ended the flow before sending a byte (the one case
 	// where it tells whether the backend ever took data); -1 otherwise.
@@ -84,7 +68,7 @@ func New(n int) (*Relay, error) {
 	return r, nil
 }
 
-// Close stops the loops. Flows still open are ended with Forced "shutdown"
+// Close stops the loops. Flows still open are ended with reason Shutdown
 // and their done functions called.
 func (r *Relay) Close() {
 	r.once.Do(func() {
@@ -201,7 +185,7 @@ type Flow struct {
 	lastActive atomic.Int64 // unix nanos of the last byte moved
 	bytes      [2]atomic.Int64
 	firstErr   error
-	forced     atomic.Pointer[string]
+	forced     atomic.Pointer[closereason.Reason]
 }
 
 // direction d moves bytes from fds[d] to fds[1-d] through a borrowed pipe.
@@ -221,9 +205,9 @@ func (f *Flow) Bytes() (toBackend, toClient int64) {
 	return f.bytes[0].Load(), f.bytes[1].Load()
 }
 
-// Close ends the flow from any goroutine; done reports Forced with reason.
-// Call it only after Start took the flow.
-func (f *Flow) Close(reason string) {
+// Close ends the flow from any goroutine; done reports reason. Call it
+// only after Start took the flow.
+func (f *Flow) Close(reason closereason.Reason) {
 	if f.forced.CompareAndSwap(nil, &reason) {
 		f.loop.requestClose(f)
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // pair is a relayed connection: the test holds the client's and the
@@ -135,7 +137,7 @@ func TestHalfClose(t *testing.T) {
 	if err != nil || string(reply) != "late reply" {
 		t.Fatalf("client read %q, %v", reply, err)
 	}
-	if res := p.result(t); res.Reason != ClientClosed || res.ToBackend != 7 || res.ToClient != 10 {
+	if res := p.result(t); res.Reason != closereason.ClientClosed || res.ToBackend != 7 || res.ToClient != 10 {
 		t.Fatalf("result %+v", res)
 	}
 }
@@ -146,7 +148,7 @@ func TestBackendResetIsReported(t *testing.T) {
 	_ = p.backend.SetLinger(0)
 	p.backend.Close()
 	res := p.result(t)
-	if res.Reason != BackendClosed || res.Err == nil {
+	if res.Reason != closereason.BackendClosed || res.Err == nil {
 		t.Fatalf("result %+v, want backend_closed with an error", res)
 	}
 	if _, err := io.ReadAll(p.client); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -174,7 +176,7 @@ loop:
 		}
 	}
 	res := quiet.result(t)
-	if res.Reason != IdleTimeout {
+	if res.Reason != closereason.IdleTimeout {
 		t.Fatalf("quiet flow: %+v", res)
 	}
 	select {
@@ -183,7 +185,7 @@ loop:
 	default:
 	}
 	busy.flow.Close("test")
-	if res := busy.result(t); res.Reason != Forced || res.Forced != "test" || res.ToBackend == 0 {
+	if res := busy.result(t); res.Reason != "test" || res.ToBackend == 0 {
 		t.Fatalf("forced: %+v", res)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // The heap pops flows in deadline order whatever was scheduled, moved or
@@ -71,12 +73,12 @@ func TestIdleTimeoutAtScale(t *testing.T) {
 		}
 		starts[i] = time.Now()
 		done := DoneFunc(func(res Result) {
-			if res.Reason == Forced {
+			if res.Reason == closereason.Shutdown {
 				return // the test's clean-up
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if res.Reason != IdleTimeout {
+			if res.Reason != closereason.IdleTimeout {
 				t.Errorf("flow %d ended %v, want idle timeout", i, res.Reason)
 			}
 			if i%2 == 1 {
