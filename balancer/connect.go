@@ -13,9 +13,9 @@ import (
 
 // Nonblocking connects, for callers that wait for completion in an event
 // loop of their own (package l4's relay loops) instead of parking a
-// goroutine in Dial. The caller drives the attempts: Next picks a backend,
-// StartConnect begins the connect, and Connected or Failed records the
-// outcome. Dial is the same policy in one blocking call.
+// goroutine in Dial. The caller drives an Attempts (attempts.go): Next
+// picks a backend, StartConnect begins the connect, and Connected or
+// Failed records the outcome. Dial is the same walk in one blocking call.
 
 // ConnectWindow is how soon after its accept a backend that ends a
 // connection without taking a byte counts as having refused it: the
@@ -27,15 +27,16 @@ func (p *Pool) ConnectWindow() time.Duration {
 	return config.DefaultConnectTimeout
 }
 
-// Attempts is how many backends one connection may try (connect_attempts).
-func (p *Pool) Attempts() int { return max(p.Config.ConnectAttempts, 1) }
+// MaxAttempts is how many backends one connection may try
+// (connect_attempts).
+func (p *Pool) MaxAttempts() int { return max(p.Config.ConnectAttempts, 1) }
 
-// Next picks the backend for a connection's next attempt, skipping tried,
+// next picks the backend for a connection's next attempt, skipping tried,
 // and counts a connection to it (Release undoes that). With no healthy
 // backend the pool is in panic (panic.go) and tries the others. It returns
 // nil when no backend can be tried.
-func (p *Pool) Next(client netip.Addr, tried []*Backend) *Backend {
-	b := p.policy.pick(client, tried, time.Now().UnixNano())
+func (p *Pool) next(client netip.Addr, tried []*Backend, now int64) *Backend {
+	b := p.policy.pick(client, tried, now)
 	if b == nil {
 		b = p.panicPick(tried)
 	}
@@ -45,25 +46,6 @@ func (p *Pool) Next(client netip.Addr, tried []*Backend) *Backend {
 	}
 	b.acquire()
 	return b
-}
-
-// Connected notes a connect that succeeded.
-func (p *Pool) Connected() { p.noteUp() }
-
-// Failed records that attempt (1-based) to b failed with err: the
-// connection slot Next counted is released and, unless the cause is local
-// (out of descriptors or memory), the backend takes a passive failure. The
-// *DialError says what failed, where and on which attempt; retry is false
-// when another backend would fail the same way (a local cause) or no
-// attempt is left.
-func (p *Pool) Failed(b *Backend, attempt int, err error) (de *DialError, retry bool) {
-	b.Release()
-	de = &DialError{Pool: p.Name, Address: b.Address, Attempt: attempt, Attempts: p.Attempts(), Err: err}
-	if LocalResourceError(err) {
-		return de, false
-	}
-	b.ReportFailure(de)
-	return de, attempt < p.Attempts()
 }
 
 // CanStartConnect reports whether StartConnect can reach every backend of

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -67,9 +68,11 @@ func waitConnected(t *testing.T, fd int) error {
 	return nil
 }
 
-// Next, StartConnect and Failed walk a pool as Dial does: a refused first
-// attempt is a passive failure with a DialError naming it, the next pick
-// skips it and connects with the options Dial sets.
+// An Attempts with StartConnect walks a pool as Dial does: a refused
+// first attempt is a passive failure with a DialError naming it, the next
+// pick skips it and connects with the options Dial sets; the last of
+// connect_attempts is not retried; a local cause ends the walk at once and
+// never counts against the backend.
 func TestStartConnectAttempts(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,8 +81,9 @@ func TestStartConnectAttempts(t *testing.T) {
 	defer ln.Close()
 	dead := l4test.Refusing(t, 1)[0]
 	p := mustPool(t, poolOf(config.PolicyRoundRobin, dead, ln.Addr().String()), Options{})
-	first := p.Next(netip.Addr{}, nil)
-	if first.Address != dead || first.Active() != 1 {
+	a := p.NewAttempts(netip.Addr{})
+	first := a.Next()
+	if first.Address != dead || first.Active() != 1 || a.Current() != first {
 		t.Fatalf("first pick %s with %d active", first.Address, first.Active())
 	}
 	fd, err := StartConnect(first)
@@ -90,14 +94,13 @@ func TestStartConnectAttempts(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("connect to a closed port: %v", err)
 	}
-	de, retry := p.Failed(first, 1, err)
-	if !retry || de.Error() != "dial "+dead+": connect: connection refused (pool p, attempt 1/3)" {
-		t.Fatalf("Failed: %q, retry %v", de, retry)
+	if retry := a.Failed(err); !retry || a.Err().Error() != "dial "+dead+": connect: connection refused (pool p, attempt 1/3)" {
+		t.Fatalf("Failed: %q, retry %v", a.Err(), retry)
 	}
 	if s := first.Snapshot(); s.Active != 0 || s.Failures != 1 {
 		t.Fatalf("refusing backend: %+v", s)
 	}
-	second := p.Next(netip.Addr{}, []*Backend{first})
+	second := a.Next()
 	if second == nil || second.Address != ln.Addr().String() {
 		t.Fatalf("second pick %v", second)
 	}
@@ -116,16 +119,29 @@ func TestStartConnectAttempts(t *testing.T) {
 			t.Errorf("socket option %d/%d = %d, %v; want %d", o.level, o.name, v, err, o.want)
 		}
 	}
-	p.Connected()
-	if _, retry := p.Failed(second, 3, errors.New("x")); retry {
-		t.Error("retry offered after the last attempt")
+	a.Connected()
+	second.Release()
+	if f1, f2 := first.Snapshot().Failures, second.Snapshot().Failures; f1 != 1 || f2 != 0 {
+		t.Errorf("passive failures %d and %d, want 1 for the refusing backend and 0 for the one that connected", f1, f2)
 	}
-	if f := first.Snapshot().Failures + second.Snapshot().Failures; f != 2 {
-		t.Errorf("%d passive failures, want 2", f)
+
+	three := mustPool(t, poolOf(config.PolicyRoundRobin, l4test.Refusing(t, 4)...), Options{})
+	w := three.NewAttempts(netip.Addr{})
+	n := 0
+	for b := w.Next(); b != nil; b = w.Next() {
+		n++
+		if retry := w.Failed(errors.New("x")); retry != (n < 3) {
+			t.Errorf("attempt %d of 3: retry %v", n, retry)
+		}
 	}
-	local := mustPool(t, poolOf(config.PolicyRoundRobin, ln.Addr().String()), Options{})
-	b := local.Next(netip.Addr{}, nil)
-	if _, retry := local.Failed(b, 1, syscall.EMFILE); retry {
+	if n != 3 || !strings.Contains(w.Err().Error(), "(pool p, attempt 3/3)") {
+		t.Errorf("%d attempts in a pool of four with connect_attempts 3, last error %v", n, w.Err())
+	}
+
+	local := mustPool(t, poolOf(config.PolicyRoundRobin, ln.Addr().String(), dead), Options{})
+	l := local.NewAttempts(netip.Addr{})
+	b := l.Next()
+	if l.Failed(syscall.EMFILE) || l.Next() != nil {
 		t.Error("retry offered after running out of descriptors")
 	}
 	if s := b.Snapshot(); s.Failures != 0 || s.Active != 0 {

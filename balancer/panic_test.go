@@ -57,7 +57,7 @@ func TestPanicTriesPassivelyFailed(t *testing.T) {
 	}
 	var tried []*Backend
 	for range 3 {
-		b := p.Next(netip.Addr{}, tried)
+		b := p.next(netip.Addr{}, tried, time.Now().UnixNano())
 		if b == nil {
 			t.Fatalf("panic gave up after %d of 3 backends", len(tried))
 		}
@@ -68,7 +68,7 @@ func TestPanicTriesPassivelyFailed(t *testing.T) {
 		t.Fatalf("panic order %s %s %s; want least recently failed first: %s %s %s",
 			tried[0].Address, tried[1].Address, tried[2].Address, bs[2].Address, bs[0].Address, bs[1].Address)
 	}
-	if b := p.Next(netip.Addr{}, tried); b != nil {
+	if b := p.next(netip.Addr{}, tried, time.Now().UnixNano()); b != nil {
 		t.Fatalf("a fourth attempt in a pool of three: %s", b.Address)
 	}
 	for range 20 {
@@ -98,7 +98,7 @@ func TestPanicSparesActiveDownAndDraining(t *testing.T) {
 	bs[2].ReportFailure(down) // passive, fall 1 in poolOf
 	bs[3].SetDraining(true)
 	var tried []*Backend
-	for b := p.Next(netip.Addr{}, tried); b != nil; b = p.Next(netip.Addr{}, tried) {
+	for b := p.next(netip.Addr{}, tried, time.Now().UnixNano()); b != nil; b = p.next(netip.Addr{}, tried, time.Now().UnixNano()) {
 		b.Release()
 		tried = append(tried, b)
 	}
@@ -107,7 +107,7 @@ func TestPanicSparesActiveDownAndDraining(t *testing.T) {
 	}
 	bs[2].ReportCheck(down) // now every non-draining backend is actively down
 	tried = nil
-	for b := p.Next(netip.Addr{}, tried); b != nil; b = p.Next(netip.Addr{}, tried) {
+	for b := p.next(netip.Addr{}, tried, time.Now().UnixNano()); b != nil; b = p.next(netip.Addr{}, tried, time.Now().UnixNano()) {
 		b.Release()
 		tried = append(tried, b)
 	}
@@ -117,7 +117,7 @@ func TestPanicSparesActiveDownAndDraining(t *testing.T) {
 	for _, b := range bs[:3] {
 		b.SetDraining(true)
 	}
-	if p.InPanic() || p.Next(netip.Addr{}, nil) != nil {
+	if p.InPanic() || p.next(netip.Addr{}, nil, time.Now().UnixNano()) != nil {
 		t.Fatal("a pool of draining backends is in panic or picked one")
 	}
 }

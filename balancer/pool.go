@@ -152,35 +152,25 @@ func (p *Pool) Backend(address string) *Backend {
 }
 
 // Dial picks a backend for a client and connects to it, moving on to the
-// next eligible backend after a failure, up to connect_attempts. A failed
-// dial is a passive failure of that backend. The returned backend's Release
-// must be called when the connection ends. The error is ErrNoBackend when no
-// backend could be tried at all, otherwise the last *DialError.
-// It is Next, dialOne and Failed in a loop (see connect.go for callers
-// that drive the attempts themselves).
+// next backend after a failure as Attempts decides (up to
+// connect_attempts; a failed dial is a passive failure of that backend).
+// The returned backend's Release must be called when the connection ends.
+// The error is ErrNoBackend when no backend could be tried at all,
+// otherwise the last *DialError.
 func (p *Pool) Dial(ctx context.Context, client netip.Addr) (*net.TCPConn, *Backend, error) {
-	var tried []*Backend
-	var lastErr error
-	for retry := true; retry; {
-		b := p.Next(client, tried)
-		if b == nil {
-			break
-		}
-		tried = append(tried, b)
+	var a Attempts
+	a.reset(p, client)
+	for b := a.Next(); b != nil; b = a.Next() {
 		conn, err := p.dialOne(ctx, b.Address)
 		if err == nil {
-			p.Connected()
+			a.Connected()
 			return conn, b, nil
 		}
-		lastErr, retry = p.Failed(b, len(tried), unwrapOpError(err))
-		if ctx.Err() != nil {
+		if !a.Failed(unwrapOpError(err)) || ctx.Err() != nil {
 			break
 		}
 	}
-	if lastErr == nil {
-		return nil, nil, ErrNoBackend
-	}
-	return nil, nil, lastErr
+	return nil, nil, a.Err()
 }
 
 // backendKeepAlive is the keepalive idle time and probe interval of

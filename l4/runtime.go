@@ -1,6 +1,3 @@
-// Package l4 accepts TCP connections, reads the ClientHello, routes by SNI
-// and ALPN, terminates or passes TLS through, asks the balancer for a
-// connected backend and relays bytes, splicing in the kernel where it can.
 package l4
 
 import (

@@ -55,11 +55,6 @@ type Server struct {
 	listeners map[string]*listener // by configured listen address
 	conns     map[*conn]struct{}
 	closing   bool
-
-	// tried holds the backends a connection connecting in an event loop
-	// has tried, from its first failed attempt until it connects or ends.
-	triedMu   sync.Mutex
-	tried     map[*conn][]*balancer.Backend
 	handlers  sync.WaitGroup
 	accepters sync.WaitGroup
 }
@@ -91,7 +86,6 @@ func NewServer(opts Options) *Server {
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*conn]struct{}{},
-		tried:     map[*conn][]*balancer.Backend{},
 	}
 }
 
@@ -227,7 +221,7 @@ func (s *Server) CloseBackend(b *balancer.Backend, reason closereason.Reason) in
 	s.mu.Lock()
 	var victims []*conn
 	for c := range s.conns {
-		if c.routed.Load() && c.backendRef.Load() == b {
+		if c.has(connRouted) && c.backendRef.Load() == b {
 			victims = append(victims, c)
 		}
 	}
@@ -308,14 +302,14 @@ func (s *Server) Connections() []ConnInfo {
 	s.mu.Unlock()
 	out := make([]ConnInfo, 0, len(list))
 	for _, c := range list {
-		if !c.routed.Load() {
+		if !c.has(connRouted) {
 			continue
 		}
 		ci := ConnInfo{
 			ID: c.id, Listener: c.lr.cfg.Name, Route: c.route.name, Pool: c.route.pool.Name,
 			Backend: c.backendRef.Load().Address, Start: s.epoch.Add(c.start),
 		}
-		if c.inLoop.Load() {
+		if c.has(connInLoop) {
 			tb, tc := c.flow.Bytes()
 			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)
 		} else {

@@ -4,8 +4,9 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/closereason"
 	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // TLS handling of a connection, as the access log's `tls` field.

@@ -1,0 +1,141 @@
+package l4
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/relayloop"
+)
+
+// ending is how a stage ends a connection. The zero value means the
+// connection goes on to the next stage; from the relay stage, that a relay
+// took it over and will end it.
+type ending struct {
+	reason closereason.Reason
+	err    error
+}
+
+// ends reports whether the stage ended the connection.
+func (e ending) ends() bool { return e.reason != "" }
+
+// endWith is the end stage of a connection a stage ended.
+func (c *conn) endWith(e ending) { c.end(relayResult{reason: e.reason, err: e.err}) }
+
+// end is the end stage: it releases everything, writes the access log
+// entry and reports the record. res says how the connection ended (a
+// forced close overrides its reason).
+func (c *conn) end(res relayResult) {
+	srv := c.l.srv
+	if c.has(connPerIP) {
+		c.l.perIP.release(c.ipKey())
+	}
+	if b := c.backendRef.Load(); b != nil {
+		b.Release() // the slot the connect stage's Attempts acquired
+	}
+	c.closeSockets()
+	if res.reason == closereason.DialFailed && balancer.LocalResourceError(res.err) {
+		cause := res.err          // a copy, so that only this path allocates
+		c.l.starved.Store(&cause) // the accept loop backs off
+	}
+	srv.untrack(c)
+	c.l.active.Add(-1)
+	rec := c.record(res)
+	srv.finish(&rec, c.lr.rt.Config.Log.AccessEnabled())
+	srv.handlers.Done()
+}
+
+// record builds the connection's Record.
+func (c *conn) record(res relayResult) Record {
+	r := Record{
+		ID: c.id, Listener: c.lr.cfg.Name, Client: c.client, TLS: TLSNone,
+		Start:          c.l.srv.epoch.Add(c.start),
+		BytesToBackend: int64(c.preamble) + res.toBackend, BytesToClient: res.toClient,
+		Close: res.reason, Err: res.err,
+	}
+	if c.route != nil {
+		r.Route, r.Pool = c.route.name, c.route.pool.Name
+	}
+	if b := c.backendRef.Load(); b != nil {
+		r.Backend = b.Address
+	}
+	if t := c.tls; t != nil {
+		r.TLS, r.SNI, r.ALPN = t.mode, t.sni, t.alpn
+	}
+	if p := c.forced.Load(); p != nil {
+		r.Close = *p
+	}
+	r.Duration = time.Since(r.Start)
+	return r
+}
+
+// finish writes the access log entry (when the connection's runtime has the
+// access log on) and reports the record.
+func (s *Server) finish(rec *Record, accessLog bool) {
+	if accessLog && s.opts.AccessLog != nil {
+		s.opts.AccessLog.Info("connection", rec.fields()...)
+	}
+	if s.opts.OnDone != nil {
+		s.opts.OnDone(rec)
+	}
+}
+
+// relayEnded is told by a TLS relay how the connection ended: it applies
+// the passive health rule to the backend, then ends the connection.
+func (c *conn) relayEnded(res relayResult) {
+	if b := c.backendRef.Load(); b != nil {
+		c.judgeBackend(b, &res)
+	}
+	c.end(res)
+}
+
+// FlowEnded is told by the event loop how the connection's flow ended.
+func (c *conn) FlowEnded(r relayloop.Result) {
+	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, reason: r.Reason, err: r.Err, backendAcked: r.BackendAcked}
+	if r.Reason == closereason.DialFailed { // the in-loop connect found no backend
+		res.reason = dialFailure(r.Err).reason
+	}
+	c.relayEnded(res)
+}
+
+// judgeBackend is passive health's rule for a connection that reached its
+// backend. Only what proves the backend broken counts against it: it ended
+// the connection (reset or close) before acknowledging a byte written to
+// it, or, with nothing to write, within connect_timeout of the accept.
+// What a backend does after it took or sent bytes is the application's
+// business: a reset then ends the connection with backend_reset and is
+// never a health failure. A connection that moved bytes ends a run of
+// passive failures.
+func (c *conn) judgeBackend(b *balancer.Backend, res *relayResult) {
+	delivered := res.toClient > 0 || res.backendAcked > 0
+	switch {
+	case res.reason != closereason.BackendClosed:
+		if delivered || res.toBackend > 0 {
+			b.ReportSuccess()
+		}
+	case delivered:
+		if res.err != nil {
+			res.reason = closereason.BackendReset
+		}
+		b.ReportSuccess()
+	case res.backendAcked == 0 && (int64(c.preamble)+res.toBackend > 0 || c.age() < c.route.pool.ConnectWindow()):
+		b.ReportFailure(fmt.Errorf("backend %s %s before taking a byte: %w", b.Address, endedHow(res.err), errOrEOF(res.err)))
+	}
+}
+
+// endedHow names how a backend ended a connection: reset, or closed.
+func endedHow(err error) string {
+	if err != nil {
+		return "reset"
+	}
+	return "closed"
+}
+
+func errOrEOF(err error) error {
+	if err != nil {
+		return err
+	}
+	return io.EOF
+}

@@ -1,0 +1,112 @@
+//go:build linux
+
+package l4
+
+import (
+	"net"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The two drivers of doc.go's paths. Each runs the stages in order until
+// one ends the connection (then the end stage runs here) or the relay
+// stage takes it over (then the relay ends it).
+
+// serveFull runs the full path of a connection Go's accept returned:
+// admit, route, terminate, connect, relay.
+func (s *Server) serveFull(l *listener, client *net.TCPConn) {
+	c, e := s.newConn(l, l.rt.Load(), addrPort(client.RemoteAddr()))
+	c.clientConn.Store(client)
+	if !e.ends() {
+		e = s.fullStages(c, client)
+	}
+	if e.ends() {
+		c.endWith(e)
+	}
+}
+
+// fullStages are the full path's stages after accept.
+func (s *Server) fullStages(c *conn, client *net.TCPConn) ending {
+	dst, e := s.admit(c, client)
+	if e.ends() {
+		return e
+	}
+	if !dst.IsValid() {
+		dst = addrPort(client.LocalAddr())
+	}
+	h, e := s.selectRoute(c, client)
+	if e.ends() {
+		return e
+	}
+	front, e := s.terminate(c, client, &h)
+	if e.ends() {
+		return e
+	}
+	backend, e := s.connect(c)
+	if e.ends() {
+		return e
+	}
+	if e := sendPreamble(c, backend, s.proxyHeader(c, h.info, front, dst), h.raw); e.ends() {
+		return e
+	}
+	return s.relay(c, front, backend)
+}
+
+// serveRaw runs the raw path of a descriptor accept4 returned under
+// listener runtime lr (which has rawAccept): admit (limits), the catch-all
+// route, connect, relay; nothing is read from the client. With IP-literal
+// backends connect and relay both run in an event loop (connect_loop.go)
+// and this returns at once.
+func (s *Server) serveRaw(l *listener, lr *listenerRuntime, fd int, peer syscall.Sockaddr) {
+	c, e := s.newConn(l, lr, sockaddrAddrPort(peer))
+	if e.ends() {
+		unix.Close(fd)
+		c.endWith(e)
+		return
+	}
+	if e := s.rawStages(c, fd); e.ends() {
+		c.endWith(e)
+	}
+}
+
+// rawStages are the raw path's stages after accept. The relay stage
+// (connectInLoop, relayFD) takes fd over; an earlier stage that ends the
+// connection closes it.
+func (s *Server) rawStages(c *conn, fd int) ending {
+	if _, e := s.admit(c, nil); e.ends() {
+		unix.Close(fd)
+		return e
+	}
+	c.route = c.lr.catchAll
+	if c.route.pool.CanStartConnect() {
+		return s.connectInLoop(c, fd)
+	}
+	backend, e := s.connect(c)
+	if e.ends() {
+		unix.Close(fd)
+		return e
+	}
+	var hdr []byte
+	if c.route.pool.Config.ProxyProtocol != "" {
+		hdr = s.proxyHeader(c, nil, leg{}, localAddrPort(fd))
+	}
+	if e := sendPreamble(c, backend, hdr, nil); e.ends() {
+		unix.Close(fd)
+		return e
+	}
+	return s.relayFD(c, fd, backend)
+}
+
+// serveReloaded runs the full path for a descriptor accept4 returned when
+// a reload had meanwhile made its listener one that reads from clients.
+func (s *Server) serveReloaded(l *listener, fd int) {
+	client, err := fdConn(fd)
+	if err != nil {
+		s.log.Error("accepted connection dropped", zap.String("listener", l.rt.Load().cfg.Name), zap.Error(err))
+		s.handlers.Done()
+		return
+	}
+	s.serveFull(l, client)
+}

@@ -1,0 +1,62 @@
+//go:build linux
+
+package l4
+
+import (
+	"net"
+
+	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/l4/closereason"
+)
+
+// relay is the relay stage of the full path. Two plain sockets go to an
+// event loop (splice, no goroutine); a terminated TLS leg goes to the TLS
+// relay, parked in the event loops while idle, or in goroutines of its
+// own when no loop can take it. The relay then owns the connection and
+// ends it: relay always returns the zero ending.
+func (s *Server) relay(c *conn, front leg, backend *net.TCPConn) ending {
+	idle := c.route.pool.Config.IdleTimeout
+	if s.loops != nil {
+		if client := c.clientConn.Load(); front.conn == net.Conn(client) {
+			err := s.loops.Start(&c.flow, client, backend, idle, c)
+			if err == nil {
+				c.handOff(nil)
+				return ending{}
+			}
+			s.log.Debug("event loop refused a connection; relaying in its goroutine", zap.Error(err))
+		}
+		p, err := s.relayer.relayParked(s.loops, front, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+		if err == nil {
+			c.handOff(p)
+			return ending{}
+		}
+		s.log.Debug("event loop refused a watch; relaying in goroutines", zap.Error(err))
+	}
+	s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+	return ending{}
+}
+
+// relayFD is the relay stage of the raw path with a connected backend: the
+// event loop takes the accepted descriptor as it is; if it cannot, the
+// descriptor becomes a *net.TCPConn for the goroutine relay. It takes fd
+// over.
+func (s *Server) relayFD(c *conn, fd int, backend *net.TCPConn) ending {
+	idle := c.route.pool.Config.IdleTimeout
+	err := s.loops.StartFD(&c.flow, fd, backend, idle, c)
+	if err == nil {
+		c.handOff(nil)
+		return ending{}
+	}
+	s.log.Debug("event loop refused a connection; relaying in its goroutines", zap.Error(err))
+	client, err := fdConn(fd)
+	if err != nil {
+		return ending{closereason.ClientClosed, err}
+	}
+	c.clientConn.Store(client)
+	if e := c.forcedEnding(); e.ends() {
+		return e
+	}
+	s.relayer.relay(leg{conn: client, tcp: client}, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+	return ending{}
+}
