@@ -13,6 +13,7 @@ import (
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // conn is one client connection from accept to its access-log entry. Its
@@ -43,7 +44,7 @@ type conn struct {
 	clientConn  atomic.Pointer[net.TCPConn]
 	backendConn atomic.Pointer[net.TCPConn]
 	backendRef  atomic.Pointer[balancer.Backend]
-	parked      atomic.Pointer[parkedRelay] // terminated TLS
+	parked      atomic.Pointer[tlsrelay.Parked] // terminated TLS
 	forced      atomic.Pointer[closereason.Reason]
 	inLoop      atomic.Bool // flow was started: plain TCP in the event loop
 	// routed is set once route and backendRef are final (the backend
@@ -68,7 +69,7 @@ func (c *conn) forceClose(reason closereason.Reason) {
 		return
 	}
 	if p := c.parked.Load(); p != nil {
-		p.close()
+		p.Close()
 		return
 	}
 	c.closeSockets()
@@ -190,7 +191,8 @@ func errOrEOF(err error) error {
 	return io.EOF
 }
 
-// FlowEnded is told by the event loop how the connection's flow ended.
+// FlowEnded is told by the event loop how the connection's flow ended, or
+// by tlsrelay how its relay did.
 func (c *conn) FlowEnded(r relayloop.Result) { c.relayEnded(fromLoop(r)) }
 
 // relayInLoop hands a plain TCP pair to the event loop. It reports false

@@ -15,6 +15,7 @@ import (
 
 	"github.com/l4edge/l4edge/internal/clienthello"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // maxClientHello caps the ClientHello l4edge reads before routing.
@@ -116,7 +117,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 		return relayResult{reason: closereason.NoRoute}, false
 	}
 	c.route = r
-	front := leg{conn: client, tcp: client}
+	front := tlsrelay.Leg{Conn: client, TCP: client}
 	if r.tlsConfig != nil {
 		hsStart := time.Now()
 		tc, err := handshake(client, raw, r.tlsConfig, lr.cfg.HandshakeTimeout)
@@ -132,7 +133,7 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 		}
 		st := tc.ConnectionState()
 		c.tls.sni, c.tls.alpn = st.ServerName, st.NegotiatedProtocol
-		front.conn, raw = tc, nil
+		front.Conn, raw = tc, nil
 	} else if c.tls != nil {
 		c.tls.mode = TLSPassthrough
 	}
@@ -148,24 +149,24 @@ func (s *Server) serveRoute(lr *listenerRuntime, c *conn, dst netip.AddrPort) (r
 	c.preamble = int32(len(raw))
 
 	idle := r.pool.Config.IdleTimeout
-	if front.conn == net.Conn(client) && s.loops != nil {
+	if front.Conn == net.Conn(client) && s.loops != nil {
 		if s.relayInLoop(c, backend, idle) {
 			return relayResult{}, true
 		}
 	}
-	back := leg{conn: backend, tcp: backend}
+	back := tlsrelay.Leg{Conn: backend, TCP: backend}
 	if s.loops != nil {
-		p, err := s.relayer.relayParked(s.loops, front, back, idle, c.relayEnded)
+		p, err := s.relayer.Park(s.loops, front, back, idle, c.FlowEnded)
 		if err == nil {
 			c.parked.Store(p)
 			if c.forced.Load() != nil { // a force close raced with the hand-off
-				p.close()
+				p.Close()
 			}
 			return relayResult{}, true
 		}
 		s.log.Debug("event loop refused a watch; relaying in goroutines", zap.Error(err))
 	}
-	s.relayer.relay(front, back, idle, c.relayEnded)
+	s.relayer.Relay(front, back, idle, c.FlowEnded)
 	return relayResult{}, true
 }
 
@@ -241,7 +242,7 @@ func handshake(client *net.TCPConn, raw []byte, cfg *tls.Config, timeout time.Du
 	if len(raw) > 0 {
 		under = &replayConn{Conn: client, buf: raw}
 	}
-	tc := tls.Server(&recordConn{Conn: under}, cfg)
+	tc := tlsrelay.Server(under, cfg)
 	if timeout > 0 {
 		_ = client.SetDeadline(time.Now().Add(timeout))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/l4edge/l4edge/internal/clienthello"
 	"github.com/l4edge/l4edge/internal/proxyproto"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // readProxyHeader handles proxy_protocol_in. From a trusted peer a header is
@@ -93,7 +94,7 @@ func (s *Server) rejectForgedHeader(lr *listenerRuntime, client *net.TCPConn, pe
 // proxyHeader builds the PROXY header a pool sends first on each backend
 // connection, or nil. v2 carries ALPN and AUTHORITY when known, and the SSL
 // TLV on terminated routes.
-func (s *Server) proxyHeader(r *route, c *conn, hello *clienthello.Info, front leg, dst netip.AddrPort) []byte {
+func (s *Server) proxyHeader(r *route, c *conn, hello *clienthello.Info, front tlsrelay.Leg, dst netip.AddrPort) []byte {
 	var version int
 	switch r.pool.Config.ProxyProtocol {
 	case "v1":
@@ -111,7 +112,7 @@ func (s *Server) proxyHeader(r *route, c *conn, hello *clienthello.Info, front l
 		if c.tls != nil {
 			h.Authority = c.tls.sni
 		}
-		if tc, ok := front.conn.(*tls.Conn); ok {
+		if tc, ok := front.Conn.(*tls.Conn); ok {
 			st := tc.ConnectionState()
 			if st.NegotiatedProtocol != "" {
 				h.ALPN = []byte(st.NegotiatedProtocol)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -73,7 +74,7 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 	if r.pool.Config.ProxyProtocol != "" {
 		dst = localAddrPort(fd)
 	}
-	if err := sendPreamble(c, backend, s.proxyHeader(r, c, nil, leg{}, dst)); err != nil {
+	if err := sendPreamble(c, backend, s.proxyHeader(r, c, nil, tlsrelay.Leg{}, dst)); err != nil {
 		return relayResult{reason: closereason.BackendClosed, err: err}, false
 	}
 	idle := r.pool.Config.IdleTimeout
@@ -97,7 +98,7 @@ func (s *Server) serveRaw(lr *listenerRuntime, c *conn, fd int) (res relayResult
 	if c.forced.Load() != nil {
 		return relayResult{}, false
 	}
-	s.relayer.relay(leg{conn: client, tcp: client}, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+	s.relayer.Relay(tlsrelay.Leg{Conn: client, TCP: client}, tlsrelay.Leg{Conn: backend, TCP: backend}, idle, c.FlowEnded)
 	return relayResult{}, true
 }
 

@@ -1,15 +1,12 @@
-package l4
+//go:build linux
+
+package tlsrelay
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/tls"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -81,74 +78,5 @@ func TestRecordConnStopsAtRecordBoundaries(t *testing.T) {
 	}
 	if want := bytes.Join(append(recs, last), nil); !bytes.Equal(got, want) {
 		t.Fatalf("read %d bytes, want %d", len(got), len(want))
-	}
-}
-
-// heldConn passes its first Write (the ClientHello) through and holds the
-// later ones until flush, so the client's Finished and its first data
-// records reach the proxy in one segment.
-type heldConn struct {
-	net.Conn
-	mu     sync.Mutex
-	writes int
-	held   bytes.Buffer
-}
-
-func (h *heldConn) Write(p []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.writes++
-	if h.writes == 1 {
-		return h.Conn.Write(p)
-	}
-	return h.held.Write(p)
-}
-
-func (h *heldConn) flush() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := h.Conn.Write(h.held.Bytes())
-	h.held.Reset()
-	return err
-}
-
-// A terminated connection whose Finished and first two data records arrive
-// together relays both records at once, and later records too: a relay
-// that waited for the socket while crypto/tls held records it had read
-// ahead would hang here.
-func TestTerminatedRecordsArrivingTogether(t *testing.T) {
-	m := startMixed(t, nil)
-	raw, err := net.DialTimeout("tcp", m.h.addr("edge"), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	held := &heldConn{Conn: raw}
-	c := tls.Client(held, &tls.Config{ServerName: "term.test", RootCAs: m.termPool, MinVersion: tls.VersionTLS13})
-	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(c, "one\n")
-	fmt.Fprint(c, "two\n")
-	if err := held.flush(); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	for _, want := range []string{"term-backend one", "term-backend two"} {
-		line, err := br.ReadString('\n')
-		if err != nil || strings.TrimSpace(line) != want {
-			t.Fatalf("got %q (%v), want %q", line, err, want)
-		}
-	}
-	for i := range 3 { // later records, one segment each
-		fmt.Fprintf(c, "later %d\n", i)
-		if err := held.flush(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := br.ReadString('\n')
-		if want := fmt.Sprintf("term-backend later %d", i); err != nil || strings.TrimSpace(line) != want {
-			t.Fatalf("got %q (%v), want %q", line, err, want)
-		}
 	}
 }
