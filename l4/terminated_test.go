@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // startTerminated runs one listener that terminates TLS for "term.test" and
@@ -47,17 +47,10 @@ func dialTerm(t *testing.T, addr string, roots *x509.CertPool) *tls.Conn {
 	return c
 }
 
+// echoOnce sends msg and reads it back.
 func echoOnce(t *testing.T, c *tls.Conn, msg string) {
 	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
-		t.Fatalf("echo %q: got %q, %v", msg, got, err)
-	}
-	_ = c.SetDeadline(time.Time{})
+	l4test.EchoOnce(t, c, msg)
 }
 
 // Idle terminated connections hold no goroutine in l4edge: 60 of them,

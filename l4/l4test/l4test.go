@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -116,6 +117,21 @@ func SelfSigned(t testing.TB, names ...string) (tls.Certificate, *x509.CertPool)
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// EchoOnce writes msg to c, a connection to an echo server, and fails the
+// test unless the same bytes come back within 5 s.
+func EchoOnce(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q: got %q, %v", msg, got, err)
+	}
+	_ = c.SetDeadline(time.Time{})
 }
 
 // ProcFDs counts the open descriptors of process pid.

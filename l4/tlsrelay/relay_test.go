@@ -134,20 +134,6 @@ func echo(c *net.TCPConn) {
 	_ = c.CloseWrite()
 }
 
-// echoOnce sends msg from the client and reads it back.
-func echoOnce(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
-		t.Fatalf("echo %q: got %q, %v", msg, got, err)
-	}
-	_ = c.SetDeadline(time.Time{})
-}
-
 // 8 MiB each way arrive intact (SHA-256); the client's close_notify and FIN
 // reach the backend as EOF while the backend's last bytes still come back,
 // then its FIN. The result counts every byte, and the client ended first.
@@ -217,9 +203,9 @@ func TestRelayIdleTimeout(t *testing.T) {
 			go echo(quiet.backend)
 			go echo(busy.backend)
 			last := time.Now() // before the quiet connection's last byte
-			echoOnce(t, quiet.client, "x")
+			l4test.EchoOnce(t, quiet.client, "x")
 			for time.Since(last) < 3*idle {
-				echoOnce(t, busy.client, "ping")
+				l4test.EchoOnce(t, busy.client, "ping")
 				time.Sleep(idle / 4)
 			}
 			res := quiet.result(t, 2*time.Second)
@@ -234,7 +220,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 				t.Fatalf("busy connection ended: %+v", res)
 			default:
 			}
-			echoOnce(t, busy.client, "still here")
+			l4test.EchoOnce(t, busy.client, "still here")
 		})
 	}
 }
@@ -245,7 +231,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 func TestParkedClose(t *testing.T) {
 	r := start(t, mode{"terminated/parked", true, true}, 0)
 	go echo(r.backend)
-	echoOnce(t, r.client, "hello")
+	l4test.EchoOnce(t, r.client, "hello")
 	r.parked.Close()
 	r.parked.Close()
 	_ = r.client.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -278,5 +264,5 @@ func TestParkRefusedThenRelay(t *testing.T) {
 	}
 	go echo(peerB)
 	rl.Relay(front, back, 0, done)
-	echoOnce(t, client, "after the refusal")
+	l4test.EchoOnce(t, client, "after the refusal")
 }
