@@ -9,6 +9,7 @@ import (
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // conn is one client connection from accept to its end (doc.go draws the
@@ -42,7 +43,7 @@ type conn struct {
 	clientConn  atomic.Pointer[net.TCPConn]
 	backendConn atomic.Pointer[net.TCPConn]
 	backendRef  atomic.Pointer[balancer.Backend]
-	parked      atomic.Pointer[parkedRelay] // terminated TLS
+	parked      atomic.Pointer[tlsrelay.Parked] // terminated TLS
 	forced      atomic.Pointer[closereason.Reason]
 	flow        relayloop.Flow
 }
@@ -77,7 +78,7 @@ type tlsInfo struct {
 // net.TCPConns are dropped) or a parked TLS relay. From here on the relay
 // ends the connection and a force close goes to it; one that came while
 // the relay was taking over is passed on now.
-func (c *conn) handOff(parked *parkedRelay) {
+func (c *conn) handOff(parked *tlsrelay.Parked) {
 	if parked != nil {
 		c.parked.Store(parked)
 	} else {
@@ -100,7 +101,7 @@ func (c *conn) forceClose(reason closereason.Reason) {
 		return
 	}
 	if p := c.parked.Load(); p != nil {
-		p.close()
+		p.Close()
 		return
 	}
 	c.closeSockets()

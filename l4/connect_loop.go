@@ -11,6 +11,7 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // connectInLoop is the connect and relay stages of the raw path when the
@@ -80,7 +81,7 @@ func (c *conn) Connected(clientFD, backendFD int) (time.Duration, error) {
 	if r.pool.Config.ProxyProtocol == "" {
 		return r.pool.Config.IdleTimeout, nil
 	}
-	hdr := c.l.srv.proxyHeader(c, nil, leg{}, localAddrPort(clientFD))
+	hdr := c.l.srv.proxyHeader(c, nil, tlsrelay.Leg{}, localAddrPort(clientFD))
 	// A fresh socket's send buffer takes a PROXY header (at most a few
 	// hundred bytes) whole.
 	n, err := unix.Write(backendFD, hdr)

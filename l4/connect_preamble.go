@@ -6,6 +6,7 @@ import (
 
 	"github.com/l4edge/l4edge/internal/clienthello"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // The connect stage's PROXY header out (pools' proxy_protocol).
@@ -15,7 +16,7 @@ import (
 // connected to. v2 carries ALPN and AUTHORITY when known (hello is the
 // ClientHello of a passthrough route, front the client leg), and the SSL
 // TLV on terminated routes.
-func (s *Server) proxyHeader(c *conn, hello *clienthello.Info, front leg, dst netip.AddrPort) []byte {
+func (s *Server) proxyHeader(c *conn, hello *clienthello.Info, front tlsrelay.Leg, dst netip.AddrPort) []byte {
 	var version int
 	switch c.route.pool.Config.ProxyProtocol {
 	case "v1":
@@ -33,7 +34,7 @@ func (s *Server) proxyHeader(c *conn, hello *clienthello.Info, front leg, dst ne
 		if c.tls != nil {
 			h.Authority = c.tls.sni
 		}
-		if tc, ok := front.conn.(*tls.Conn); ok {
+		if tc, ok := front.Conn.(*tls.Conn); ok {
 			st := tc.ConnectionState()
 			if st.NegotiatedProtocol != "" {
 				h.ALPN = []byte(st.NegotiatedProtocol)

@@ -82,8 +82,8 @@ func (s *Server) finish(rec *Record, accessLog bool) {
 	}
 }
 
-// relayEnded is told by a TLS relay how the connection ended: it applies
-// the passive health rule to the backend, then ends the connection.
+// relayEnded applies the passive health rule to the backend, then ends
+// the connection.
 func (c *conn) relayEnded(res relayResult) {
 	if b := c.backendRef.Load(); b != nil {
 		c.judgeBackend(b, &res)
@@ -91,7 +91,8 @@ func (c *conn) relayEnded(res relayResult) {
 	c.end(res)
 }
 
-// FlowEnded is told by the event loop how the connection's flow ended.
+// FlowEnded is told by a relay (the event loop's flow, or the TLS relay)
+// how the connection ended.
 func (c *conn) FlowEnded(r relayloop.Result) {
 	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, reason: r.Reason, err: r.Err, backendAcked: r.BackendAcked}
 	if r.Reason == closereason.DialFailed { // the in-loop connect found no backend

@@ -6,6 +6,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -90,7 +91,7 @@ func (s *Server) rawStages(c *conn, fd int) ending {
 	}
 	var hdr []byte
 	if c.route.pool.Config.ProxyProtocol != "" {
-		hdr = s.proxyHeader(c, nil, leg{}, localAddrPort(fd))
+		hdr = s.proxyHeader(c, nil, tlsrelay.Leg{}, localAddrPort(fd))
 	}
 	if e := sendPreamble(c, backend, hdr, nil); e.ends() {
 		unix.Close(fd)

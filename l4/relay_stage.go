@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // relay is the relay stage of the full path. Two plain sockets go to an
@@ -15,10 +16,10 @@ import (
 // relay, parked in the event loops while idle, or in goroutines of its
 // own when no loop can take it. The relay then owns the connection and
 // ends it: relay always returns the zero ending.
-func (s *Server) relay(c *conn, front leg, backend *net.TCPConn) ending {
+func (s *Server) relay(c *conn, front tlsrelay.Leg, backend *net.TCPConn) ending {
 	idle := c.route.pool.Config.IdleTimeout
 	if s.loops != nil {
-		if client := c.clientConn.Load(); front.conn == net.Conn(client) {
+		if client := c.clientConn.Load(); front.Conn == net.Conn(client) {
 			err := s.loops.Start(&c.flow, client, backend, idle, c)
 			if err == nil {
 				c.handOff(nil)
@@ -26,14 +27,14 @@ func (s *Server) relay(c *conn, front leg, backend *net.TCPConn) ending {
 			}
 			s.log.Debug("event loop refused a connection; relaying in its goroutine", zap.Error(err))
 		}
-		p, err := s.relayer.relayParked(s.loops, front, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+		p, err := s.relayer.Park(s.loops, front, tlsrelay.Leg{Conn: backend, TCP: backend}, idle, c.FlowEnded)
 		if err == nil {
 			c.handOff(p)
 			return ending{}
 		}
 		s.log.Debug("event loop refused a watch; relaying in goroutines", zap.Error(err))
 	}
-	s.relayer.relay(front, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+	s.relayer.Relay(front, tlsrelay.Leg{Conn: backend, TCP: backend}, idle, c.FlowEnded)
 	return ending{}
 }
 
@@ -57,6 +58,6 @@ func (s *Server) relayFD(c *conn, fd int, backend *net.TCPConn) ending {
 	if e := c.forcedEnding(); e.ends() {
 		return e
 	}
-	s.relayer.relay(leg{conn: client, tcp: client}, leg{conn: backend, tcp: backend}, idle, c.relayEnded)
+	s.relayer.Relay(tlsrelay.Leg{Conn: client, TCP: client}, tlsrelay.Leg{Conn: backend, TCP: backend}, idle, c.FlowEnded)
 	return ending{}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/closereason"
 	"github.com/l4edge/l4edge/l4/relayloop"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // Options configure a Server.
@@ -42,7 +43,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	log     *zap.Logger
-	relayer *relayer
+	relayer *tlsrelay.Relayer
 	loops   *relayloop.Relay // nil: every connection relays in its own goroutines
 	ctx     context.Context  // cancelled at shutdown: aborts dials
 	epoch   time.Time        // connections' start times are offsets from it
@@ -80,7 +81,7 @@ func NewServer(opts Options) *Server {
 		loops:     loops,
 		opts:      opts,
 		log:       opts.Log,
-		relayer:   newRelayer(),
+		relayer:   tlsrelay.New(),
 		ctx:       ctx,
 		epoch:     time.Now(),
 		cancel:    cancel,
@@ -314,10 +315,10 @@ func (s *Server) Connections() []ConnInfo {
 			ci.ReceivedFromClient, ci.ReceivedFromBackend = uint64(tb), uint64(tc)
 		} else {
 			if cl := c.clientConn.Load(); cl != nil {
-				ci.ReceivedFromClient = tcpBytesReceived(cl)
+				ci.ReceivedFromClient = tlsrelay.TCPBytesReceived(cl)
 			}
 			if b := c.backendConn.Load(); b != nil {
-				ci.ReceivedFromBackend = tcpBytesReceived(b)
+				ci.ReceivedFromBackend = tlsrelay.TCPBytesReceived(b)
 			}
 		}
 		out = append(out, ci)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // terminate is the terminate stage: a route with a tls block gets the TLS
@@ -14,8 +15,8 @@ import (
 // stage read (h.raw is then consumed); any other route passes the bytes
 // through. It returns the client leg the relay reads and writes: the
 // *tls.Conn, or the socket itself.
-func (s *Server) terminate(c *conn, client *net.TCPConn, h *hello) (front leg, e ending) {
-	front = leg{conn: client, tcp: client}
+func (s *Server) terminate(c *conn, client *net.TCPConn, h *hello) (front tlsrelay.Leg, e ending) {
+	front = tlsrelay.Leg{Conn: client, TCP: client}
 	r, lr := c.route, c.lr
 	if r.tlsConfig == nil {
 		if c.tls != nil {
@@ -37,7 +38,7 @@ func (s *Server) terminate(c *conn, client *net.TCPConn, h *hello) (front leg, e
 	}
 	st := tc.ConnectionState()
 	c.tls.sni, c.tls.alpn = st.ServerName, st.NegotiatedProtocol
-	front.conn, h.raw = tc, nil
+	front.Conn, h.raw = tc, nil
 	return front, ending{}
 }
 
@@ -48,7 +49,7 @@ func handshake(client *net.TCPConn, raw []byte, cfg *tls.Config, timeout time.Du
 	if len(raw) > 0 {
 		under = &replayConn{Conn: client, buf: raw}
 	}
-	tc := tls.Server(&recordConn{Conn: under}, cfg)
+	tc := tlsrelay.Server(under, cfg)
 	if timeout > 0 {
 		_ = client.SetDeadline(time.Now().Add(timeout))
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package l4
+package tlsrelay
 
 import (
 	"net"
@@ -37,14 +37,14 @@ func (w *idleWatch) enabled() bool { return w.idle > 0 }
 
 // arm sets the deadlines of one direction: reads from src, and writes to dst
 // when dst is a plain socket (a timed-out write leaves a *tls.Conn unusable).
-func (w *idleWatch) arm(dst, src leg) {
+func (w *idleWatch) arm(dst, src Leg) {
 	if !w.enabled() {
 		return
 	}
 	deadline := w.deadline()
-	_ = src.conn.SetReadDeadline(deadline)
-	if dst.conn == net.Conn(dst.tcp) {
-		_ = dst.tcp.SetWriteDeadline(deadline)
+	_ = src.Conn.SetReadDeadline(deadline)
+	if dst.Conn == net.Conn(dst.TCP) {
+		_ = dst.TCP.SetWriteDeadline(deadline)
 	}
 }
 
@@ -70,10 +70,12 @@ func (w *idleWatch) stillActive() bool {
 
 // received sums the bytes the kernel received on both sockets.
 func (w *idleWatch) received() uint64 {
-	return tcpBytesReceived(w.client) + tcpBytesReceived(w.server)
+	return TCPBytesReceived(w.client) + TCPBytesReceived(w.server)
 }
 
-func tcpBytesReceived(c *net.TCPConn) uint64 {
+// TCPBytesReceived is what the kernel has received on a socket (TCP_INFO
+// tcpi_bytes_received), 0 when the socket cannot tell (it is closed).
+func TCPBytesReceived(c *net.TCPConn) uint64 {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0

@@ -1,4 +1,6 @@
-package l4
+//go:build linux
+
+package tlsrelay
 
 import (
 	"crypto/tls"
@@ -22,7 +24,7 @@ const (
 	dirEnded                // done; its outcome is recorded
 )
 
-// parkedRelay relays a connection whose bytes must pass through Go code
+// Parked relays a connection whose bytes must pass through Go code
 // (terminated TLS) with no goroutine while it is idle. Each direction
 // waits on a relayloop.Watch of its source socket; when the source becomes
 // readable a goroutine copies until the socket has nothing more, arms the
@@ -31,19 +33,19 @@ const (
 //
 // Reads stay safe to wait for because the *tls.Conn reads through a
 // recordConn and into record-sized buffers (see copyBuffered).
-type parkedRelay struct {
-	r               *relayer
+type Parked struct {
+	r               *Relayer
 	st              relayState
-	client, backend leg
+	client, backend Leg
 	dirs            [2]parkedDir // client to backend, backend to client
 	closed          atomic.Bool
 	timer           *time.Timer // idle timeout; nil when disabled
 }
 
-// parkedDir is one direction of a parkedRelay.
+// parkedDir is one direction of a Parked relay.
 type parkedDir struct {
-	p        *parkedRelay
-	dst, src leg
+	p        *Parked
+	dst, src Leg
 	out      *relayOutcome
 	watch    *relayloop.Watch
 	state    atomic.Int32
@@ -57,24 +59,25 @@ type parkedDir struct {
 }
 
 // init prepares one direction of p.
-func (d *parkedDir) init(p *parkedRelay, dst, src leg, out *relayOutcome) error {
-	rc, err := src.tcp.SyscallConn()
+func (d *parkedDir) init(p *Parked, dst, src Leg, out *relayOutcome) error {
+	rc, err := src.TCP.SyscallConn()
 	if err != nil {
 		return err
 	}
 	d.p, d.dst, d.src, d.out, d.srcRaw, d.acked = p, dst, src, out, rc, -1
-	if tc, ok := dst.conn.(*tls.Conn); ok {
+	if tc, ok := dst.Conn.(*tls.Conn); ok {
 		d.batcher, _ = tc.NetConn().(*recordConn)
 	}
 	return nil
 }
 
-// relayParked starts a parked relay; done is called once when both
-// directions have ended, as with relay. It fails only when the event loops
-// cannot take the sockets (the caller relays in goroutines instead).
-func (r *relayer) relayParked(loops *relayloop.Relay, client, backend leg, idle time.Duration, done func(relayResult)) (*parkedRelay, error) {
-	p := &parkedRelay{r: r, client: client, backend: backend}
-	p.st.w = newIdleWatch(client.tcp, backend.tcp, idle)
+// Park starts a parked relay in loops' event loops; done is called once
+// when both directions have ended, with a Result as Relay's. It fails only
+// when the event loops cannot take the sockets (the caller relays with
+// Relay instead).
+func (r *Relayer) Park(loops *relayloop.Relay, client, backend Leg, idle time.Duration, done func(relayloop.Result)) (*Parked, error) {
+	p := &Parked{r: r, client: client, backend: backend}
+	p.st.w = newIdleWatch(client.TCP, backend.TCP, idle)
 	p.st.done = done
 	if err := p.dirs[0].init(p, backend, client, &p.st.up); err != nil {
 		return nil, err
@@ -98,17 +101,17 @@ func (r *relayer) relayParked(loops *relayloop.Relay, client, backend leg, idle 
 		d := &p.dirs[i]
 		if err := d.withFD(d.watch.Add); err != nil {
 			// Nothing ran yet on this direction; the one registered
-			// before it ends through close.
+			// before it ends through Close.
 			d.state.Store(dirEnded)
 			d.finish(err)
-			p.close()
+			p.Close()
 			return p, nil
 		}
 	}
 	return p, nil
 }
 
-func (p *parkedRelay) stopWatches() {
+func (p *Parked) stopWatches() {
 	for i := range p.dirs {
 		if w := p.dirs[i].watch; w != nil {
 			w.Stop()
@@ -116,15 +119,16 @@ func (p *parkedRelay) stopWatches() {
 	}
 }
 
-// close ends the relay from outside or after an error: both sockets are
-// closed (a running direction fails out of its read or write) and a parked
-// direction ends at once.
-func (p *parkedRelay) close() {
+// Close ends the relay from outside (shutdown, a forced close) or after an
+// error, from any goroutine: both sockets are closed (a running direction
+// fails out of its read or write) and a parked direction ends at once. done
+// still runs once, when both directions have ended.
+func (p *Parked) Close() {
 	if !p.closed.CompareAndSwap(false, true) {
 		return
 	}
-	p.client.tcp.Close()
-	p.backend.tcp.Close()
+	p.client.TCP.Close()
+	p.backend.TCP.Close()
 	for i := range p.dirs {
 		if d := &p.dirs[i]; d.state.CompareAndSwap(dirParked, dirEnded) {
 			d.finish(nil)
@@ -134,13 +138,13 @@ func (p *parkedRelay) close() {
 
 // checkIdle runs when the idle timeout may have passed: a connection that
 // received bytes on either socket since the last look gets a new period.
-func (p *parkedRelay) checkIdle() {
+func (p *Parked) checkIdle() {
 	if w := p.st.w; w.stillActive() {
 		p.timer.Reset(max(time.Until(w.deadline()), time.Millisecond))
 		return
 	}
 	p.st.idleOut.Store(true)
-	p.close()
+	p.Close()
 }
 
 // ready is the watch's callback, in the event loop's goroutine.
@@ -152,7 +156,7 @@ func (d *parkedDir) ready() {
 
 // drain copies while the source has bytes, then parks again.
 func (d *parkedDir) drain() {
-	if d.src.conn == net.Conn(d.src.tcp) {
+	if d.src.Conn == net.Conn(d.src.TCP) {
 		if !d.drainPlain() {
 			return
 		}
@@ -178,7 +182,7 @@ func (d *parkedDir) drain() {
 	}
 	if err := d.withFD(d.watch.Arm); err != nil && d.state.CompareAndSwap(dirParked, dirEnded) {
 		d.finish(nil) // the socket was closed under us
-		d.p.close()
+		d.p.Close()
 	}
 }
 
@@ -207,7 +211,7 @@ func (d *parkedDir) drainPlain() bool {
 		case rerr == unix.EINTR:
 			continue
 		case rerr != nil:
-			d.end(&net.OpError{Op: "read", Net: "tcp", Source: d.src.tcp.LocalAddr(), Addr: d.src.tcp.RemoteAddr(), Err: os.NewSyscallError("read", rerr)})
+			d.end(&net.OpError{Op: "read", Net: "tcp", Source: d.src.TCP.LocalAddr(), Addr: d.src.TCP.RemoteAddr(), Err: os.NewSyscallError("read", rerr)})
 			return false
 		case n == 0:
 			d.end(io.EOF)
@@ -226,10 +230,10 @@ func (d *parkedDir) drainPlain() bool {
 // recordConn the records of p leave in one write(2).
 func (d *parkedDir) writeBatched(p []byte) (int, error) {
 	if d.batcher == nil {
-		return d.dst.conn.Write(p)
+		return d.dst.Conn.Write(p)
 	}
 	d.batcher.startBatch(&d.p.r.sealedBufs)
-	n, err := d.dst.conn.Write(p)
+	n, err := d.dst.Conn.Write(p)
 	if ferr := d.batcher.flush(); err == nil && ferr != nil {
 		return 0, ferr
 	}
@@ -241,8 +245,9 @@ func (d *parkedDir) writeBatched(p []byte) (int, error) {
 // error both sockets are closed.
 func (d *parkedDir) end(err error) {
 	d.state.Store(dirEnded)
+	d.out.at = time.Now() // before the peer can see the FIN and react
 	if d.out == &d.p.st.down && d.total == 0 {
-		d.acked = ackedBy(d.src.tcp) // before either socket is closed
+		d.acked = ackedBy(d.src.TCP) // before either socket is closed
 	}
 	if errors.Is(err, io.EOF) {
 		closeWrite(d.dst)
@@ -253,12 +258,16 @@ func (d *parkedDir) end(err error) {
 		err = nil // closed by the other direction, the idle timer or shutdown
 	}
 	d.finish(err)
-	d.p.close()
+	d.p.Close()
 }
 
 // finish records the outcome; the second direction to finish reports both.
 func (d *parkedDir) finish(err error) {
-	*d.out = relayOutcome{n: d.total, err: err, at: time.Now(), acked: d.acked}
+	at := d.out.at // set by end; a direction ended from outside ends now
+	if at.IsZero() {
+		at = time.Now()
+	}
+	*d.out = relayOutcome{n: d.total, err: err, at: at, acked: d.acked}
 	d.watch.Stop()
 	p := d.p
 	if p.st.pending.Add(-1) != 0 {

@@ -1,4 +1,16 @@
-package l4
+//go:build linux
+
+// Package tlsrelay relays connections whose bytes must pass through Go code:
+// those on which l4edge terminates TLS (a *tls.Conn on the client side), and
+// plain pairs when the event loops cannot take them. Relay copies each
+// direction in a goroutine of its own; Park waits for readability in the
+// event loops (relayloop.Watch) so an idle terminated connection holds no
+// goroutine. Both report a relayloop.Result, the typed result of every
+// relay in l4edge.
+//
+// A *tls.Conn may be waited for between reads only when it reads through
+// the record-bounded reader Server puts under it: see Server.
+package tlsrelay
 
 import (
 	"crypto/tls"
@@ -16,30 +28,18 @@ import (
 	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
-// leg is one side of a relayed connection: conn is what bytes are read from
-// and written to (the TCP socket itself, or a *tls.Conn over it), tcp is the
-// socket underneath.
-type leg struct {
-	conn net.Conn
-	tcp  *net.TCPConn
+// Leg is one side of a relayed connection: Conn is what bytes are read from
+// and written to (the TCP socket itself, or a *tls.Conn over it), TCP is
+// the socket underneath.
+type Leg struct {
+	Conn net.Conn
+	TCP  *net.TCPConn
 }
 
-// relayResult is what a relay reports back: the bytes moved each way, which
-// side ended the connection, and the error behind an abnormal end.
-type relayResult struct {
-	toBackend int64
-	toClient  int64
-	reason    closereason.Reason
-	err       error
-	// backendAcked is what relayloop.Result.BackendAcked says: the bytes
-	// the backend acknowledged, known (>= 0) only when it ended the
-	// connection before sending a byte.
-	backendAcked int64
-}
-
-// relayer moves bytes between a client and a backend. It holds the copy
-// buffers for legs that cannot splice (terminated TLS).
-type relayer struct {
+// Relayer moves bytes between a client and a backend. It holds the copy
+// buffers for legs that cannot splice (terminated TLS); one serves every
+// connection of a server.
+type Relayer struct {
 	bufs    sync.Pool // copyBufferSize: one TLS record
 	bigBufs sync.Pool // bigBufferSize: plain reads towards a *tls.Conn
 	// sealedBufs batch the records of one bigBufferSize chunk (see
@@ -62,24 +62,29 @@ const bigBufferSize = 64 << 10
 // a whole record.
 const copyBufferSize = 16 << 10
 
-func newRelayer() *relayer {
-	r := &relayer{}
+// New returns a Relayer with empty buffer pools.
+func New() *Relayer {
+	r := &Relayer{}
 	r.bufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
 	r.bigBufs.New = func() any { b := make([]byte, bigBufferSize); return &b }
 	r.sealedBufs.New = func() any { b := make([]byte, 0, sealedBufferSize); return &b }
 	return r
 }
 
-// relay moves bytes both ways until both directions are done: when one side
+// Relay moves bytes both ways until both directions are done: when one side
 // sends FIN the other side's write half is shut and the other direction
 // keeps going (half-close); an error on either direction closes both. Each
 // direction runs in a goroutine of its own, started here with a small
 // stack (the caller's grew during the TLS handshake and is freed when it
 // returns); done is called once, from the direction that ends last, and the
 // caller closes the conns there. With idle > 0 a connection on which no byte
-// arrived from either side for idle ends with idle_timeout.
-func (r *relayer) relay(client, backend leg, idle time.Duration, done func(relayResult)) {
-	st := &relayState{w: newIdleWatch(client.tcp, backend.tcp, idle), done: done}
+// arrived from either side for idle ends with closereason.IdleTimeout.
+//
+// The Result's Reason is ClientClosed or BackendClosed (the side whose
+// direction ended first) or IdleTimeout; BackendAcked is as for a flow of
+// the event loop.
+func (r *Relayer) Relay(client, backend Leg, idle time.Duration, done func(relayloop.Result)) {
+	st := &relayState{w: newIdleWatch(client.TCP, backend.TCP, idle), done: done}
 	st.pending.Store(2)
 	go st.run(r, &st.up, backend, client)
 	go st.run(r, &st.down, client, backend)
@@ -88,7 +93,7 @@ func (r *relayer) relay(client, backend leg, idle time.Duration, done func(relay
 // relayState is what the two directions of one relay share.
 type relayState struct {
 	w        *idleWatch
-	done     func(relayResult)
+	done     func(relayloop.Result)
 	pending  atomic.Int32
 	idleOut  atomic.Bool  // the idle timeout ended the relay
 	up, down relayOutcome // client to backend, backend to client
@@ -105,17 +110,17 @@ type relayOutcome struct {
 }
 
 // run copies one direction; the second direction to end reports both.
-func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
+func (st *relayState) run(r *Relayer, out *relayOutcome, dst, src Leg) {
 	acked := int64(-1)
 	var ack *int64
 	if out == &st.down {
 		ack = &acked
 	}
-	n, err, idleOut := r.pipe(dst, src, st.w, ack)
+	n, err, idleOut, at := r.pipe(dst, src, st.w, ack)
 	if idleOut {
 		st.idleOut.Store(true)
 	}
-	*out = relayOutcome{n, err, time.Now(), acked}
+	*out = relayOutcome{n, err, at, acked}
 	if st.pending.Add(-1) == 0 {
 		st.done(st.result())
 	}
@@ -123,19 +128,19 @@ func (st *relayState) run(r *relayer, out *relayOutcome, dst, src leg) {
 
 // result combines the two outcomes; the direction that ended first says who
 // closed.
-func (st *relayState) result() relayResult {
+func (st *relayState) result() relayloop.Result {
 	u, d := &st.up, &st.down
-	res := relayResult{toBackend: u.n, toClient: d.n, backendAcked: -1}
+	res := relayloop.Result{ToBackend: u.n, ToClient: d.n, BackendAcked: -1}
 	switch {
 	case st.idleOut.Load():
-		res.reason = closereason.IdleTimeout
+		res.Reason = closereason.IdleTimeout
 	case !u.at.After(d.at):
-		res.reason, res.err = closereason.ClientClosed, u.err
+		res.Reason, res.Err = closereason.ClientClosed, u.err
 	default:
-		res.reason, res.err, res.backendAcked = closereason.BackendClosed, d.err, d.acked
+		res.Reason, res.Err, res.BackendAcked = closereason.BackendClosed, d.err, d.acked
 	}
-	if res.err == nil {
-		res.err = firstErr(u.err, d.err)
+	if res.Err == nil {
+		res.Err = firstErr(u.err, d.err)
 	}
 	return res
 }
@@ -153,8 +158,10 @@ func firstErr(errs ...error) error {
 // half so the peer sees the FIN; on an error it closes both sides so the
 // other direction ends too. It reports whether it ended by idle timeout.
 // With ack set (src is the backend) and nothing copied, it stores what the
-// backend acknowledged before any socket is closed.
-func (r *relayer) pipe(dst, src leg, w *idleWatch, ack *int64) (total int64, err error, idleOut bool) {
+// backend acknowledged before any socket is closed. at is when the source
+// ended, taken before the peer can see the FIN or close and react (which
+// side closed first is decided by it).
+func (r *Relayer) pipe(dst, src Leg, w *idleWatch, ack *int64) (total int64, err error, idleOut bool, at time.Time) {
 	for {
 		w.arm(dst, src)
 		n, err := r.copyOnce(dst, src)
@@ -162,30 +169,31 @@ func (r *relayer) pipe(dst, src leg, w *idleWatch, ack *int64) (total int64, err
 		if err != nil && w.enabled() && errors.Is(err, os.ErrDeadlineExceeded) && w.stillActive() {
 			continue
 		}
+		at = time.Now()
 		if ack != nil && total == 0 {
-			*ack = ackedBy(src.tcp)
+			*ack = ackedBy(src.TCP)
 		}
 		if err == nil {
 			closeWrite(dst)
-			return total, nil, false
+			return total, nil, false, at
 		}
 		idleOut = errors.Is(err, os.ErrDeadlineExceeded)
 		// Unblock the other direction.
-		src.conn.Close()
-		dst.conn.Close()
+		src.Conn.Close()
+		dst.Conn.Close()
 		if isClosedErr(err) {
 			err = nil // closed by the other direction or by shutdown: not this side's fault
 		}
-		return total, err, idleOut
+		return total, err, idleOut, at
 	}
 }
 
 // copyOnce copies until EOF or an error. Between two TCP sockets io.Copy
 // reaches (*net.TCPConn).ReadFrom, which splices in the kernel: no wrapper
 // may ever sit on either side of that call.
-func (r *relayer) copyOnce(dst, src leg) (int64, error) {
-	if dst.conn == net.Conn(dst.tcp) && src.conn == net.Conn(src.tcp) {
-		return io.Copy(dst.tcp, src.tcp)
+func (r *Relayer) copyOnce(dst, src Leg) (int64, error) {
+	if dst.Conn == net.Conn(dst.TCP) && src.Conn == net.Conn(src.TCP) {
+		return io.Copy(dst.TCP, src.TCP)
 	}
 	return r.copyBuffered(dst, src)
 }
@@ -195,12 +203,12 @@ func (r *relayer) copyOnce(dst, src leg) (int64, error) {
 // pins none. For a *tls.Conn source that is safe only over a recordConn:
 // then a Read into a buffer of at least one record's plaintext leaves no
 // byte buffered inside crypto/tls (see recordConn).
-func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
+func (r *Relayer) copyBuffered(dst, src Leg) (int64, error) {
 	var total int64
-	wait := src.conn == net.Conn(src.tcp) || recordBounded(src.conn)
+	wait := src.Conn == net.Conn(src.TCP) || recordBounded(src.Conn)
 	for {
 		if wait {
-			if err := waitReadable(src.tcp); err != nil {
+			if err := waitReadable(src.TCP); err != nil {
 				return total, err
 			}
 		}
@@ -218,12 +226,12 @@ func (r *relayer) copyBuffered(dst, src leg) (int64, error) {
 // copyChunk makes one read from src (for a *tls.Conn, one record) into a
 // pooled buffer and writes what it got to dst. It returns the bytes
 // written and the read's error (io.EOF at the end), or the write's.
-func (r *relayer) copyChunk(dst, src leg) (int64, error) {
+func (r *Relayer) copyChunk(dst, src Leg) (int64, error) {
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)
-	n, rerr := src.conn.Read(*bp)
+	n, rerr := src.Conn.Read(*bp)
 	if n > 0 {
-		w, werr := dst.conn.Write((*bp)[:n])
+		w, werr := dst.Conn.Write((*bp)[:n])
 		if werr != nil {
 			return int64(w), werr
 		}
@@ -261,11 +269,11 @@ func readableFD(fd uintptr) bool {
 }
 
 // closeWrite passes a FIN (and for TLS a close_notify) on to the peer.
-func closeWrite(l leg) {
-	if tc, ok := l.conn.(*tls.Conn); ok {
+func closeWrite(l Leg) {
+	if tc, ok := l.Conn.(*tls.Conn); ok {
 		_ = tc.CloseWrite()
 	}
-	_ = l.tcp.CloseWrite()
+	_ = l.TCP.CloseWrite()
 }
 
 func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }

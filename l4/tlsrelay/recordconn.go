@@ -1,10 +1,23 @@
-package l4
+//go:build linux
+
+package tlsrelay
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"sync"
 )
+
+// Server returns the server side of a TLS connection over conn (the client
+// socket, or a reader that replays the ClientHello bytes first). Its reads
+// of conn stop at the end of each TLS record, so once a Read has returned a
+// record's plaintext every byte not yet read is still in the kernel: Relay
+// and Park may then wait for the socket's readability holding no buffer,
+// and Park batches its writes. Terminated connections are made with it.
+func Server(conn net.Conn, cfg *tls.Config) *tls.Conn {
+	return tls.Server(&recordConn{Conn: conn}, cfg)
+}
 
 // tlsRecordHeaderLen is the size of a TLS record header: type, version,
 // length.

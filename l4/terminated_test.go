@@ -1,6 +1,8 @@
 package l4
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,14 +10,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // startTerminated runs one listener that terminates TLS for "term.test" and
@@ -43,17 +47,10 @@ func dialTerm(t *testing.T, addr string, roots *x509.CertPool) *tls.Conn {
 	return c
 }
 
+// echoOnce sends msg and reads it back.
 func echoOnce(t *testing.T, c *tls.Conn, msg string) {
 	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
-		t.Fatalf("echo %q: got %q, %v", msg, got, err)
-	}
-	_ = c.SetDeadline(time.Time{})
+	l4test.EchoOnce(t, c, msg)
 }
 
 // Idle terminated connections hold no goroutine in l4edge: 60 of them,
@@ -180,4 +177,73 @@ func TestShutdownClosesParkedConnections(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// heldConn passes its first Write (the ClientHello) through and holds the
+// later ones until flush, so the client's Finished and its first data
+// records reach the proxy in one segment.
+type heldConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+	held   bytes.Buffer
+}
+
+func (h *heldConn) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.writes++
+	if h.writes == 1 {
+		return h.Conn.Write(p)
+	}
+	return h.held.Write(p)
+}
+
+func (h *heldConn) flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.Conn.Write(h.held.Bytes())
+	h.held.Reset()
+	return err
+}
+
+// A terminated connection whose Finished and first two data records arrive
+// together relays both records at once, and later records too: a relay
+// that waited for the socket while crypto/tls held records it had read
+// ahead would hang here.
+func TestTerminatedRecordsArrivingTogether(t *testing.T) {
+	m := startMixed(t, nil)
+	raw, err := net.DialTimeout("tcp", m.h.addr("edge"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	held := &heldConn{Conn: raw}
+	c := tls.Client(held, &tls.Config{ServerName: "term.test", RootCAs: m.termPool, MinVersion: tls.VersionTLS13})
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(c, "one\n")
+	fmt.Fprint(c, "two\n")
+	if err := held.flush(); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, want := range []string{"term-backend one", "term-backend two"} {
+		line, err := br.ReadString('\n')
+		if err != nil || strings.TrimSpace(line) != want {
+			t.Fatalf("got %q (%v), want %q", line, err, want)
+		}
+	}
+	for i := range 3 { // later records, one segment each
+		fmt.Fprintf(c, "later %d\n", i)
+		if err := held.flush(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := br.ReadString('\n')
+		if want := fmt.Sprintf("term-backend later %d", i); err != nil || strings.TrimSpace(line) != want {
+			t.Fatalf("got %q (%v), want %q", line, err, want)
+		}
+	}
 }
