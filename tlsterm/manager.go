@@ -26,12 +26,17 @@ import (
 // acmeTLS1 is the ALPN protocol of TLS-ALPN-01 challenges.
 const acmeTLS1 = "acme-tls/1"
 
-// CertInfo describes a certificate being served.
+// CertInfo describes a certificate being served: what the admin API's
+// /status, its metrics and the l4edge certs command show.
 type CertInfo struct {
-	Names    []string
-	NotAfter time.Time
-	Issuer   string
-	Source   string // acme, self_signed, files
+	// Names are the certificate's DNS names.
+	Names []string `json:"names"`
+	// NotAfter is when it expires.
+	NotAfter time.Time `json:"not_after"`
+	// Issuer is the issuer's distinguished name.
+	Issuer string `json:"issuer"`
+	// Source is where it comes from: acme, self_signed or files.
+	Source string `json:"source"`
 }
 
 // Manager lives as long as the process: it owns the certmagic cache and
