@@ -5,8 +5,8 @@ import "github.com/l4edge/l4edge/tlsterm"
 // StatusDoc is the document of GET /status; the status page and the
 // l4edge client commands read it.
 type StatusDoc struct {
-	Listeners    []ListenerStatus `json:"listeners"`
-	Pools        []PoolStatus     `json:"pools"`
+	Listeners    []ListenerStatus   `json:"listeners"`
+	Pools        []PoolStatus       `json:"pools"`
 	Certificates []tlsterm.CertInfo `json:"certificates"`
 	// Storage and Cluster: see cluster.go; Cluster only with Redis storage.
 	Storage *StorageStatus `json:"storage,omitempty"`
