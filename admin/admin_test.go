@@ -86,9 +86,8 @@ func startWith(t *testing.T, tune func(*Server)) *env {
 	e.srv = l4.NewServer(l4.Options{Log: log, OnDone: func(r *l4.Record) { m.ConnectionDone(r) }})
 	src := Sources{
 		Listeners: e.srv.Listeners, Connections: e.srv.Connections,
-		Pools:  func() map[string]*balancer.Pool { return e.pools },
-		Config: func() *config.Config { return cfg },
-		Ready:  func() error { return e.ready },
+		Runtime: e.srv.Runtime,
+		Ready:   func() error { return e.ready },
 	}
 	m = NewMetrics(src)
 	rt, err := l4.NewRuntime(cfg, e.pools, nil)

@@ -165,7 +165,7 @@ func (s *Server) sampleNow(now time.Time) {
 		c.listeners[st.Name] = [2]float64{float64(st.Accepted), lbytes[st.Name]}
 		openL[st.Name] = float64(st.Active)
 	}
-	for name, p := range s.src.Pools() {
+	for name, p := range s.pools() {
 		for _, b := range p.Backends() {
 			snap := b.Snapshot()
 			k := backendKey{name, b.Address}

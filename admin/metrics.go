@@ -223,8 +223,8 @@ func (m *Metrics) BackendBytes(open []l4.ConnInfo, pool, backend string) (toBack
 
 func (c *liveCollector) collectBackends(ch chan<- prometheus.Metric) {
 	m := c.m
-	if m.src.Pools != nil {
-		for name, p := range m.src.Pools() {
+	if rt := m.src.runtime(); rt != nil {
+		for name, p := range rt.Pools {
 			inPanic := 0.0
 			if p.InPanic() {
 				inPanic = 1

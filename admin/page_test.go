@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/l4edge/l4edge/admin/browsertest"
+	"github.com/l4edge/l4edge/tlsterm"
 )
 
 // postWith posts to url with the given Origin and Host ("" leaves them out).
@@ -230,8 +231,8 @@ func TestPageCertificates(t *testing.T) {
 	ctx := browsertest.Start(t, time.Minute)
 	now := time.Now()
 	e := startWith(t, func(s *Server) {
-		s.src.Certificates = func() []CertInfo {
-			return []CertInfo{
+		s.src.Certificates = func() []tlsterm.CertInfo {
+			return []tlsterm.CertInfo{
 				{Names: []string{"soon.test"}, NotAfter: now.Add(5*24*time.Hour + time.Hour), Issuer: "CN=Test CA"},
 				{Names: []string{"fine.test", "www.fine.test"}, NotAfter: now.Add(60*24*time.Hour + time.Hour), Issuer: "CN=Test CA"},
 				{Names: []string{"gone.test"}, NotAfter: now.Add(-time.Hour), Issuer: "CN=Old CA"},

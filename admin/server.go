@@ -15,22 +15,17 @@ import (
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/l4"
+	"github.com/l4edge/l4edge/tlsterm"
 )
-
-// CertInfo describes a served certificate.
-type CertInfo struct {
-	Names    []string
-	NotAfter time.Time
-	Issuer   string
-}
 
 // Sources are the running state the admin endpoints read.
 type Sources struct {
-	Listeners    func() []l4.ListenerStats
-	Connections  func() []l4.ConnInfo
-	Pools        func() map[string]*balancer.Pool
-	Certificates func() []CertInfo
-	Config       func() *config.Config
+	Listeners   func() []l4.ListenerStats
+	Connections func() []l4.ConnInfo
+	// Runtime is the configuration and pools being served; nil until the
+	// listeners are bound.
+	Runtime      func() *l4.Runtime
+	Certificates func() []tlsterm.CertInfo
 	Reload       func(ctx context.Context) error
 	Ready        func() error // nil when ready
 	// Storage and Cluster feed /status; Cluster is nil without shared storage.
@@ -127,7 +122,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) setDrain(on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, addr := r.PathValue("pool"), r.PathValue("address")
-		p := s.src.Pools()[name]
+		p := s.pools()[name]
 		if p == nil {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown pool %q", name)})
 			return
@@ -215,9 +210,8 @@ func (s *Server) statusDoc() StatusDoc {
 		route    = RouteStatus
 		listener = ListenerStatus
 		pool     = PoolStatus
-		cert     = CertStatus
 	)
-	out := StatusDoc{Listeners: []listener{}, Pools: []pool{}, Certificates: []cert{}}
+	out := StatusDoc{Listeners: []listener{}, Pools: []pool{}, Certificates: []tlsterm.CertInfo{}}
 	if s.src.Storage != nil {
 		st := s.src.Storage()
 		out.Storage = &st
@@ -235,7 +229,11 @@ func (s *Server) statusDoc() StatusDoc {
 	for _, st := range s.src.Listeners() {
 		stats[st.Name] = st
 	}
-	for _, lc := range s.src.Config().Listeners {
+	rt := s.src.runtime()
+	if rt == nil {
+		return out
+	}
+	for _, lc := range rt.Config.Listeners {
 		st := stats[lc.Name]
 		l := listener{Name: lc.Name, Address: st.Address, Accepted: st.Accepted, Active: st.Active, Refused: st.Refused}
 		for _, rc := range lc.Routes {
@@ -250,7 +248,7 @@ func (s *Server) statusDoc() StatusDoc {
 		}
 		out.Listeners = append(out.Listeners, l)
 	}
-	pools := s.src.Pools()
+	pools := rt.Pools
 	names := make([]string, 0, len(pools))
 	for n := range pools {
 		names = append(names, n)
@@ -266,9 +264,23 @@ func (s *Server) statusDoc() StatusDoc {
 		out.Pools = append(out.Pools, p)
 	}
 	if s.src.Certificates != nil {
-		for _, c := range s.src.Certificates() {
-			out.Certificates = append(out.Certificates, cert{Names: c.Names, NotAfter: c.NotAfter, Issuer: c.Issuer})
-		}
+		out.Certificates = append(out.Certificates, s.src.Certificates()...)
 	}
 	return out
+}
+
+// runtime is the runtime being served, or nil.
+func (src Sources) runtime() *l4.Runtime {
+	if src.Runtime == nil {
+		return nil
+	}
+	return src.Runtime()
+}
+
+// pools are the pools being served by name; none before the listeners are bound.
+func (s *Server) pools() map[string]*balancer.Pool {
+	if rt := s.src.runtime(); rt != nil {
+		return rt.Pools
+	}
+	return nil
 }

@@ -1,13 +1,13 @@
 package admin
 
-import "time"
+import "github.com/l4edge/l4edge/tlsterm"
 
 // StatusDoc is the document of GET /status; the status page and the
 // l4edge client commands read it.
 type StatusDoc struct {
-	Listeners    []ListenerStatus `json:"listeners"`
-	Pools        []PoolStatus     `json:"pools"`
-	Certificates []CertStatus     `json:"certificates"`
+	Listeners    []ListenerStatus   `json:"listeners"`
+	Pools        []PoolStatus       `json:"pools"`
+	Certificates []tlsterm.CertInfo `json:"certificates"`
 	// Storage and Cluster: see cluster.go; Cluster only with Redis storage.
 	Storage *StorageStatus `json:"storage,omitempty"`
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
@@ -41,11 +41,4 @@ type PoolStatus struct {
 	// are tried anyway.
 	Panic    bool            `json:"panic"`
 	Backends []BackendStatus `json:"backends"`
-}
-
-// CertStatus is one served certificate in /status.
-type CertStatus struct {
-	Names    []string  `json:"names"`
-	NotAfter time.Time `json:"not_after"`
-	Issuer   string    `json:"issuer"`
 }

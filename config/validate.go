@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/hostname"
 )
 
 // checker collects validation errors with their lines.
@@ -152,7 +154,7 @@ func (k *checker) tls() {
 	}
 	if od := a.OnDemand; od != nil {
 		for i, p := range od.Allow {
-			if err := checkName(p); err != nil {
+			if _, err := hostname.Pattern(p); err != nil {
 				k.fail(fmt.Sprintf("tls.acme.on_demand.allow[%d]", i), "%v", err)
 			}
 		}
@@ -183,10 +185,8 @@ func (k *checker) listener(p string, l Listener) {
 			k.fail(p+".proxy_protocol_in.trusted", "list the peers allowed to send PROXY headers")
 		}
 		for i, t := range ppi.Trusted {
-			if _, err := netip.ParsePrefix(t); err != nil {
-				if _, err := netip.ParseAddr(t); err != nil {
-					k.fail(fmt.Sprintf("%s.proxy_protocol_in.trusted[%d]", p, i), "%q is neither a CIDR nor an address", t)
-				}
+			if _, err := ParsePrefix(t); err != nil {
+				k.fail(fmt.Sprintf("%s.proxy_protocol_in.trusted[%d]", p, i), "%v", err)
 			}
 		}
 	}
@@ -217,7 +217,7 @@ func (k *checker) route(rp string, r Route) {
 			k.fail(rp+".match", "empty match; remove it to catch everything")
 		}
 		for i, s := range m.SNI {
-			if err := checkName(s); err != nil {
+			if _, err := hostname.Pattern(s); err != nil {
 				k.fail(fmt.Sprintf("%s.match.sni[%d]", rp, i), "%v", err)
 			}
 		}
@@ -311,25 +311,4 @@ func ParseStatusRange(s string) (lo, hi int, err error) {
 		return 0, 0, fmt.Errorf("%q is not a status or range within 100-599", s)
 	}
 	return lo, hi, nil
-}
-
-// checkName accepts a host name or a one-label wildcard "*.example.com",
-// case-insensitively, with an optional trailing dot.
-func checkName(s string) error {
-	n := strings.TrimSuffix(strings.ToLower(s), ".")
-	n = strings.TrimPrefix(n, "*.")
-	if n == "" || len(n) > 253 {
-		return fmt.Errorf("%q is not a valid server name", s)
-	}
-	for _, label := range strings.Split(n, ".") {
-		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
-			return fmt.Errorf("%q is not a valid server name", s)
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return fmt.Errorf("%q is not a valid server name (a wildcard may only be a leading \"*.\")", s)
-			}
-		}
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/hostname"
 )
 
 // TLSProvider is what l4 needs from the certificate side (package tlsterm's
@@ -61,7 +62,7 @@ type route struct {
 	index     int
 	name      string
 	cfg       config.Route
-	sni       []string // lower-case, no trailing dot
+	sni       []string // hostname.Normalize'd
 	alpn      []string
 	pool      *balancer.Pool
 	tlsConfig *tls.Config // nil for passthrough
@@ -74,13 +75,11 @@ func NewRuntime(cfg *config.Config, pools map[string]*balancer.Pool, tlsp TLSPro
 	for li, lc := range cfg.Listeners {
 		lr := &listenerRuntime{rt: rt, index: li, cfg: lc}
 		if lc.ProxyProtocolIn != nil {
-			for _, t := range lc.ProxyProtocolIn.Trusted {
-				p, err := parsePrefix(t)
-				if err != nil {
-					return nil, fmt.Errorf("listeners[%d].proxy_protocol_in.trusted: %w", li, err)
-				}
-				lr.trusted = append(lr.trusted, p)
+			trusted, err := lc.ProxyProtocolIn.TrustedPrefixes()
+			if err != nil {
+				return nil, fmt.Errorf("listeners[%d].proxy_protocol_in.%w", li, err)
 			}
+			lr.trusted = trusted
 		}
 		for ri, rc := range lc.Routes {
 			r := &route{index: ri, name: rc.Name, cfg: rc, pool: pools[rc.Pool]}
@@ -89,9 +88,7 @@ func NewRuntime(cfg *config.Config, pools map[string]*balancer.Pool, tlsp TLSPro
 			}
 			if rc.Match != nil {
 				lr.inspect = true
-				for _, s := range rc.Match.SNI {
-					r.sni = append(r.sni, normalizeName(s))
-				}
+				r.sni = hostname.NormalizeAll(rc.Match.SNI)
 				r.alpn = rc.Match.ALPN
 			} else if lr.catchAll == nil {
 				lr.catchAll = r
@@ -123,19 +120,6 @@ func listenKey(lc config.Listener) string {
 		return lc.Name + "@" + lc.Listen
 	}
 	return lc.Listen
-}
-
-// parsePrefix accepts a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // isTrusted reports whether a peer may send a PROXY header.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/hostname"
 )
 
 // acmeState is certmagic's side: one cache and config for the process (a
@@ -117,7 +117,7 @@ func (m *Manager) ensureACME(cfg *config.Config, alpnHost string, alpnPort int) 
 func (st *acmeState) setManaged(names map[string]bool) { st.managed.Store(&names) }
 
 func (st *acmeState) isManaged(name string) bool {
-	return (*st.managed.Load())[strings.TrimSuffix(strings.ToLower(name), ".")]
+	return (*st.managed.Load())[hostname.Normalize(name)]
 }
 
 // getCertificate serves a listed name from the managed configuration and
@@ -188,8 +188,9 @@ func (st *acmeState) close() {
 // never reaches the CA.
 func decision(od *config.OnDemand, log *zap.Logger) func(context.Context, string) error {
 	client := &http.Client{Timeout: 5 * time.Second}
+	allow := hostname.NormalizeAll(od.Allow)
 	return func(ctx context.Context, name string) error {
-		if !matchesAny(od.Allow, name) {
+		if !hostname.MatchAny(allow, hostname.Normalize(name)) {
 			log.Warn("on-demand certificate refused: name not allowed", zap.String("name", name))
 			return fmt.Errorf("on-demand: %q is not allowed", name)
 		}

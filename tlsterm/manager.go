@@ -20,17 +20,23 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/hostname"
 )
 
 // acmeTLS1 is the ALPN protocol of TLS-ALPN-01 challenges.
 const acmeTLS1 = "acme-tls/1"
 
-// CertInfo describes a certificate being served.
+// CertInfo describes a certificate being served: what the admin API's
+// /status, its metrics and the l4edge certs command show.
 type CertInfo struct {
-	Names    []string
-	NotAfter time.Time
-	Issuer   string
-	Source   string // acme, self_signed, files
+	// Names are the certificate's DNS names.
+	Names []string `json:"names"`
+	// NotAfter is when it expires.
+	NotAfter time.Time `json:"not_after"`
+	// Issuer is the issuer's distinguished name.
+	Issuer string `json:"issuer"`
+	// Source is where it comes from: acme, self_signed or files.
+	Source string `json:"source"`
 }
 
 // Manager lives as long as the process: it owns the certmagic cache and
@@ -94,9 +100,7 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) (*Set, error) {
 			path := fmt.Sprintf("listeners[%d].routes[%d].tls", li, ri)
 			var names []string
 			if r.Match != nil {
-				for _, n := range r.Match.SNI {
-					names = append(names, strings.TrimSuffix(strings.ToLower(n), "."))
-				}
+				names = hostname.NormalizeAll(r.Match.SNI)
 			}
 			tc := baseConfig(r.TLS)
 			switch r.TLS.Cert {
@@ -138,7 +142,7 @@ func (m *Manager) Apply(ctx context.Context, cfg *config.Config) (*Set, error) {
 		}
 		set.acme = st
 		if od := cfg.TLS.ACME.OnDemand; od != nil {
-			set.onDemand = od.Allow
+			set.onDemand = hostname.NormalizeAll(od.Allow)
 		}
 		for li, l := range cfg.Listeners {
 			for ri, r := range l.Routes {
@@ -187,7 +191,7 @@ func (s *Set) IsChallenge(sni string, alpn []string) bool {
 	if s.acme == nil || len(alpn) != 1 || alpn[0] != acmeTLS1 || sni == "" {
 		return false
 	}
-	return s.acmeNames[sni] || matchesAny(s.onDemand, sni)
+	return s.acmeNames[sni] || hostname.MatchAny(s.onDemand, sni)
 }
 
 // ServeChallenge answers a TLS-ALPN-01 challenge with certmagic's challenge
@@ -257,19 +261,4 @@ func hostPort(addr string) (string, int) {
 	var port int
 	_, _ = fmt.Sscanf(p, "%d", &port)
 	return h, port
-}
-
-// matchesAny reports whether name matches an exact or one-label wildcard pattern.
-func matchesAny(patterns []string, name string) bool {
-	for _, p := range patterns {
-		p = strings.TrimSuffix(strings.ToLower(p), ".")
-		if rest, ok := strings.CutPrefix(p, "*."); ok {
-			if label, domain, found := strings.Cut(name, "."); found && label != "" && domain == rest {
-				return true
-			}
-		} else if p == name {
-			return true
-		}
-	}
-	return false
 }

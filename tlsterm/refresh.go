@@ -3,9 +3,10 @@ package tlsterm
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/l4edge/l4edge/internal/hostname"
 )
 
 // OnObtained makes f be called with the name of every certificate this
@@ -32,7 +33,7 @@ func (m *Manager) Refresh(ctx context.Context, name string) (bool, error) {
 	m.mu.Lock()
 	set := m.current
 	m.mu.Unlock()
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	name = hostname.Normalize(name)
 	if set == nil || set.acme == nil {
 		return false, nil
 	}

@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -26,14 +25,16 @@ import (
 
 // app wires one running l4edge: the server, the certificate manager, the
 // pools and their health checkers. reload builds a whole new runtime and
-// swaps it in; connections keep the runtime they started with.
+// swaps it in; connections keep the runtime they started with. The server's
+// current Runtime is the one home of the configuration and pools being
+// served: everything that reads them (admin, cluster, drain) asks it.
 type app struct {
-	path   string
-	log    *zap.Logger
-	level  zap.AtomicLevel
-	server *l4.Server
-	certs  *tlsterm.Manager
-	hooks  *hooks
+	path    string
+	log     *zap.Logger
+	level   zap.AtomicLevel
+	server  *l4.Server
+	certs   *tlsterm.Manager
+	metrics *admin.Metrics
 
 	adminSrv *admin.Server
 	store    *redisstore.Storage // shared storage; nil for tls.storage.file
@@ -41,53 +42,38 @@ type app struct {
 	notify   *notifier           // nil outside systemd
 
 	mu       sync.Mutex // serializes start, reload and stop
-	cfgMu    sync.Mutex // guards cfg for readers outside mu (admin)
-	cfg      *config.Config
-	pools    map[string]*balancer.Pool
 	checkers []*health.Checker
 }
 
-func newApp(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, eventLoops int) *app {
-	a := &app{path: path, cfg: cfg, log: log, level: level}
-	a.hooks = &hooks{log: log}
+// newApp builds the parts in dependency order: the metrics read the server
+// and the certificates only when scraped, so they come first and the
+// server reports straight into them.
+func newApp(path string, log *zap.Logger, level zap.AtomicLevel, eventLoops int) *app {
+	a := &app{path: path, log: log, level: level}
+	a.metrics = admin.NewMetrics(a.sources())
 	a.server = l4.NewServer(l4.Options{
-		Log:        log,
-		AccessLog:  log,
-		EventLoops: eventLoops,
-		OnDone:     a.hooks.connectionDone,
-		OnHandshake: func(listener string, d time.Duration) {
-			if a.hooks.metrics != nil {
-				a.hooks.metrics.Handshake(listener, d)
-			}
-		},
+		Log:         log,
+		AccessLog:   log,
+		EventLoops:  eventLoops,
+		OnDone:      a.metrics.ConnectionDone,
+		OnHandshake: a.metrics.Handshake,
 	})
 	a.certs = tlsterm.NewManager(log.Named("tls"))
-	a.hooks.metrics = admin.NewMetrics(a.sources())
 	return a
 }
 
-// sources are the running state the admin endpoints and metrics read.
+// sources are the running state the admin endpoints and metrics read. They
+// reach the server and the certificate manager when called, not before.
 func (a *app) sources() admin.Sources {
 	return admin.Sources{
-		Listeners:   a.server.Listeners,
-		Connections: a.server.Connections,
-		Pools:       a.hooks.currentPools,
-		Certificates: func() []admin.CertInfo {
-			var out []admin.CertInfo
-			for _, c := range a.certs.Certificates() {
-				out = append(out, admin.CertInfo{Names: c.Names, NotAfter: c.NotAfter, Issuer: c.Issuer})
-			}
-			return out
-		},
-		Config: func() *config.Config {
-			a.cfgMu.Lock()
-			defer a.cfgMu.Unlock()
-			return a.cfg
-		},
-		Reload:  a.reload,
-		Storage: a.storageStatus,
-		Cluster: a.clusterStatus,
-		Drain:   a.drain,
+		Listeners:    func() []l4.ListenerStats { return a.server.Listeners() },
+		Connections:  func() []l4.ConnInfo { return a.server.Connections() },
+		Runtime:      func() *l4.Runtime { return a.server.Runtime() },
+		Certificates: func() []tlsterm.CertInfo { return a.certs.Certificates() },
+		Reload:       a.reload,
+		Storage:      a.storageStatus,
+		Cluster:      a.clusterStatus,
+		Drain:        a.drain,
 		Ready: func() error {
 			if a.server.Runtime() == nil {
 				return errors.New("listeners not bound yet")
@@ -97,23 +83,42 @@ func (a *app) sources() admin.Sources {
 	}
 }
 
+// current is the configuration being served; nil before start has bound
+// the listeners.
+func (a *app) current() *config.Config {
+	if rt := a.server.Runtime(); rt != nil {
+		return rt.Config
+	}
+	return nil
+}
+
+// currentPools are the pools being served by name.
+func (a *app) currentPools() map[string]*balancer.Pool {
+	if rt := a.server.Runtime(); rt != nil {
+		return rt.Pools
+	}
+	return nil
+}
+
 // storageStatus is the storage section of /status.
 func (a *app) storageStatus() admin.StorageStatus {
 	if a.store == nil {
-		a.cfgMu.Lock()
-		defer a.cfgMu.Unlock()
-		return admin.StorageStatus{Kind: "file", Address: a.cfg.TLS.Storage.File, Up: true}
+		st := admin.StorageStatus{Kind: "file", Up: true}
+		if cfg := a.current(); cfg != nil {
+			st.Address = cfg.TLS.Storage.File
+		}
+		return st
 	}
 	up, last := a.store.Health()
 	return admin.StorageStatus{Kind: "redis", Address: a.store.Where(), Up: up, LastError: last}
 }
 
 // startAdmin serves the admin endpoints when admin.listen is set.
-func (a *app) startAdmin() error {
-	if a.cfg.Admin.Listen == "" {
+func (a *app) startAdmin(cfg config.Admin) error {
+	if cfg.Listen == "" {
 		return nil
 	}
-	srv, err := admin.NewServer(a.cfg.Admin, a.sources(), a.hooks.metrics, a.log)
+	srv, err := admin.NewServer(cfg, a.sources(), a.metrics, a.log)
 	if err != nil {
 		return err
 	}
@@ -125,26 +130,27 @@ func (a *app) startAdmin() error {
 	return nil
 }
 
-// start binds every listener and starts checks and certificate management.
-func (a *app) start(ctx context.Context) error {
+// start binds every listener of cfg and starts checks and certificate
+// management.
+func (a *app) start(ctx context.Context, cfg *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r := a.cfg.TLS.Storage.Redis; r != nil {
-		st, err := openStorage(ctx, r, a.log, a.hooks.storageOp, a.hooks.storageState)
+	if r := cfg.TLS.Storage.Redis; r != nil {
+		st, err := openStorage(ctx, r, a.log, a.metrics.StorageOp, func(up bool, _ error) { a.metrics.StorageUp(up) })
 		if err != nil {
 			return err
 		}
 		a.store = st
 		a.certs.UseStorage(st)
 	}
-	if _, err := a.apply(ctx, a.cfg); err != nil {
+	if _, err := a.apply(ctx, cfg); err != nil {
 		return err
 	}
 	if a.store != nil {
-		a.cluster = a.startCluster()
+		a.cluster = a.startCluster(cfg)
 		a.certs.OnObtained(a.cluster.AnnounceCert)
 	}
-	return a.startAdmin()
+	return a.startAdmin(cfg.Admin)
 }
 
 // reload re-reads the file; a file that does not validate is refused and
@@ -152,9 +158,13 @@ func (a *app) start(ctx context.Context) error {
 func (a *app) reload(ctx context.Context) (err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	old := a.current()
+	if old == nil {
+		return errors.New("reload: l4edge has not started")
+	}
 	a.notify.reloading()
 	defer func() {
-		status := statusLine(len(a.cfg.Listeners))
+		status := statusLine(len(a.current().Listeners))
 		if err != nil {
 			status += "; the last reload was refused (see the log)"
 		}
@@ -162,32 +172,29 @@ func (a *app) reload(ctx context.Context) (err error) {
 	}()
 	cfg, err := config.Load(a.path)
 	if err != nil {
-		a.hooks.reloaded(false)
+		a.metrics.Reloaded(false)
 		a.log.Error("reload refused: configuration does not validate; the running configuration keeps serving",
 			zap.String("config", a.path), zap.Errors("errors", config.Errors(err)))
 		return err
 	}
 	changes, err := a.apply(ctx, cfg)
 	if err != nil {
-		a.hooks.reloaded(false)
+		a.metrics.Reloaded(false)
 		a.log.Error("reload refused; the running configuration keeps serving", zap.String("config", a.path), zap.Error(err))
 		return err
 	}
-	if cfg.Log.Level != a.cfg.Log.Level {
+	if cfg.Log.Level != old.Log.Level {
 		if lvl, err := zap.ParseAtomicLevel(cfg.Log.Level); err == nil {
 			a.level.SetLevel(lvl.Level())
 		}
 	}
-	if !reflect.DeepEqual(cfg.TLS.Storage, a.cfg.TLS.Storage) {
+	if !reflect.DeepEqual(cfg.TLS.Storage, old.TLS.Storage) {
 		a.log.Warn("tls.storage changes take effect at the next restart")
 	}
-	if cfg.Log.Format != a.cfg.Log.Format {
+	if cfg.Log.Format != old.Log.Format {
 		a.log.Warn("log.format changes take effect at the next restart")
 	}
-	a.cfgMu.Lock()
-	a.cfg = cfg
-	a.cfgMu.Unlock()
-	a.hooks.reloaded(true)
+	a.metrics.Reloaded(true)
 	a.log.Info("configuration reloaded", append([]zap.Field{zap.String("config", a.path)}, changes...)...)
 	return nil
 }
@@ -195,10 +202,11 @@ func (a *app) reload(ctx context.Context) (err error) {
 // apply builds pools, certificates and routes for cfg and swaps them in.
 // Nothing running changes when it fails. a.mu must be held.
 func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error) {
+	oldCfg, oldPools := a.current(), a.currentPools()
 	pools := map[string]*balancer.Pool{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		pc := *cfg.Pools[name]
-		p, err := balancer.NewPool(pc, a.pools[name], balancer.Options{
+		p, err := balancer.NewPool(pc, oldPools[name], balancer.Options{
 			Log:      a.log,
 			OnChange: a.onBackendChange(pc),
 		})
@@ -218,18 +226,16 @@ func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error
 	if err := a.server.Apply(rt); err != nil {
 		return nil, err
 	}
-	changes := describeChanges(a.cfg, cfg, a.pools, pools)
+	changes := describeChanges(oldCfg, cfg, oldPools, pools)
 	for _, c := range a.checkers {
 		c.Stop()
 	}
 	a.checkers = a.checkers[:0]
 	for _, name := range slices.Sorted(maps.Keys(pools)) {
-		if c := health.Start(pools[name], health.Options{Log: a.log, Observe: a.hooks.healthChecked}); c != nil {
+		if c := health.Start(pools[name], health.Options{Log: a.log, Observe: a.metrics.HealthChecked}); c != nil {
 			a.checkers = append(a.checkers, c)
 		}
 	}
-	a.pools = pools
-	a.hooks.setPools(pools)
 	if a.cluster != nil {
 		a.cluster.Reapply()
 	}
@@ -240,7 +246,6 @@ func (a *app) apply(ctx context.Context, cfg *config.Config) ([]zap.Field, error
 // unhealthy, for pools with close_on_unhealthy.
 func (a *app) onBackendChange(pc config.Pool) balancer.ChangeFunc {
 	return func(b *balancer.Backend, old, new balancer.State, cause error) {
-		a.hooks.backendChanged(pc.Name, b, new)
 		if pc.CloseOnUnhealthy && new == balancer.Unhealthy {
 			// The hook runs under the backend's lock: close elsewhere.
 			go func() {

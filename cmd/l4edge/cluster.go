@@ -29,16 +29,16 @@ func instanceID(cfg *config.Config) string {
 	return host + "/" + addr
 }
 
-// startCluster starts heartbeats and shared drains on the shared storage.
-func (a *app) startCluster() *cluster.Cluster {
+// startCluster starts heartbeats and shared drains on the shared storage
+// for cfg, the configuration just applied.
+func (a *app) startCluster(cfg *config.Config) *cluster.Cluster {
 	v, _ := buildVersion()
-	cfg := a.currentConfig()
 	return cluster.Start(cluster.Options{
 		Client:       a.store.Client(),
 		Prefix:       a.store.Prefix(),
 		ID:           instanceID(cfg),
 		Version:      v,
-		ConfigHash:   func() string { return cluster.HashConfig(a.currentConfig()) },
+		ConfigHash:   func() string { return cluster.HashConfig(a.current()) },
 		Certificates: func() int { return len(a.certs.Certificates()) },
 		Apply:        a.applyDrain,
 		OnCert: func(name string) {
@@ -58,15 +58,9 @@ func (a *app) startCluster() *cluster.Cluster {
 	})
 }
 
-func (a *app) currentConfig() *config.Config {
-	a.cfgMu.Lock()
-	defer a.cfgMu.Unlock()
-	return a.cfg
-}
-
 // applyDrain sets one backend's drain state in the current pools.
 func (a *app) applyDrain(pool, backend string, on bool) {
-	p := a.hooks.currentPools()[pool]
+	p := a.currentPools()[pool]
 	if p == nil {
 		return
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/admin"
+	"github.com/l4edge/l4edge/tlsterm"
 )
 
 // cli runs the built l4edge with args, its output in pipes (not a terminal).
@@ -165,7 +165,7 @@ func TestCtlCommands(t *testing.T) {
 	if code != 0 || len(lines) != 2 || !regexp.MustCompile(`^NAMES +ISSUER +NOT AFTER +DAYS LEFT$`).MatchString(lines[0]) || !certLine.MatchString(lines[1]) {
 		t.Fatalf("certs: exit %d %s\n%s", code, errOut, out)
 	}
-	var certs []admin.CertStatus
+	var certs []tlsterm.CertInfo
 	out, _, _ = cli(t, "certs", "-admin", adminAddr, "-json")
 	if err := json.Unmarshal([]byte(out), &certs); err != nil || len(certs) != 1 ||
 		certLine.FindStringSubmatch(lines[1])[1] != certs[0].Issuer || certLine.FindStringSubmatch(lines[1])[2] != certs[0].NotAfter.UTC().Format("2006-01-02 15:04 UTC") {

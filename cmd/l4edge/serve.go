@@ -59,10 +59,10 @@ func serve(path string, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
-	a := newApp(path, cfg, log, level, sizeEventLoops(log))
+	a := newApp(path, log, level, sizeEventLoops(log))
 	a.notify = newNotifier(log)
 	defer a.notify.close()
-	if err := a.start(ctx); err != nil {
+	if err := a.start(ctx, cfg); err != nil {
 		log.Error("start failed", zap.String("config", path), zap.Error(err))
 		_ = a.stop(ctx)
 		return exitFatal
@@ -85,9 +85,7 @@ func serve(path string, stderr io.Writer) int {
 
 // drain stops the app within shutdown_grace; a second stop signal cuts it short.
 func drain(ctx context.Context, a *app, log *zap.Logger, sig os.Signal, sigs <-chan os.Signal) int {
-	a.cfgMu.Lock()
-	grace := a.cfg.ShutdownGrace
-	a.cfgMu.Unlock()
+	grace := a.current().ShutdownGrace
 	a.server.StopAccepting() // before saying so: a connect after the line is refused
 	a.notify.stopping()
 	log.Info("stopping: no new connections; open ones may finish",
