@@ -12,27 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// tcpPipe returns both ends of a real loopback TCP connection.
-func tcpPipe(t *testing.T) (a, b *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	d, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(); s.Close() })
-	return d, s
-}
+	"github.com/l4edge/l4edge/internal/testpeer"
+)
 
 func record(typ byte, body []byte) []byte {
 	h := []byte{typ, 3, 3, 0, 0}
@@ -43,7 +25,7 @@ func record(typ byte, body []byte) []byte {
 // Three records sent in one write, then a fourth whose header arrives in
 // two pieces: no Read returns bytes of two records, and every byte arrives.
 func TestRecordConnStopsAtRecordBoundaries(t *testing.T) {
-	w, r := tcpPipe(t)
+	w, r := testpeer.TCPPair(t)
 	recs := [][]byte{record(22, bytes.Repeat([]byte{1}, 300)), record(23, nil), record(23, bytes.Repeat([]byte{2}, 16401))}
 	last := record(21, []byte{9, 9})
 	go func() {
