@@ -90,7 +90,7 @@ func TestIdleTimeoutAtScale(t *testing.T) {
 		if err := r.start(f, fds[0], fds[1], timeout, done); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { f.Close("test over") })
+		t.Cleanup(func() { f.Close(closereason.Shutdown) })
 	}
 	busy := make([]*pair, 4)
 	for i := range busy {
