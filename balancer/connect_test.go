@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // Only IP literals become socket addresses; a v4-mapped address is IPv4.
@@ -76,7 +76,7 @@ func TestStartConnectAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	dead := l4test.Refusing(t, 1)[0]
+	dead := testpeer.Refusing(t, 1)[0]
 	p := mustPool(t, poolOf(config.PolicyRoundRobin, dead, ln.Addr().String()), Options{})
 	first := p.Next(netip.Addr{}, nil)
 	if first.Address != dead || first.Active() != 1 {
