@@ -20,6 +20,7 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4"
 )
 
@@ -33,51 +34,20 @@ type env struct {
 	ready   error
 }
 
-// echoBackend answers each line with "NAME LINE".
-func echoBackend(t *testing.T, name string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					fmt.Fprintf(c, "%s %s", name, line)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func start(t *testing.T) *env { t.Helper(); return startWith(t, nil) }
 
 // startWith is start, with tune applied to the admin server before it starts.
 func startWith(t *testing.T, tune func(*Server)) *env {
 	t.Helper()
 	e := &env{}
-	e.backend = []string{echoBackend(t, "a"), echoBackend(t, "b")}
-	pc := config.Pool{Name: "ws", Policy: config.PolicyRoundRobin, ConnectTimeout: time.Second, ConnectAttempts: 2, PassiveFall: 1, PassiveCooldown: time.Minute}
-	for _, b := range e.backend {
-		pc.Backends = append(pc.Backends, config.Backend{Address: b, Weight: 1})
-	}
-	cfg := &config.Config{Pools: map[string]*config.Pool{"ws": &pc}, Listeners: []config.Listener{{
-		Name: "edge", Listen: "127.0.0.1:0", InspectTimeout: time.Second, HandshakeTimeout: time.Second, IPv6PrefixLength: 64,
-		Routes: []config.Route{{Name: "all", Pool: "ws"}}}}}
+	e.backend = []string{testpeer.Lines(t, "a").Addr(), testpeer.Lines(t, "b").Addr()}
+	cfg := testpeer.Config(t, fmt.Sprintf(`
+listeners: [{name: edge, listen: "127.0.0.1:0", inspect_timeout: 1s, handshake_timeout: 1s, routes: [{name: all, pool: ws}]}]
+pools:
+  ws: {connect_timeout: 1s, connect_attempts: 2, passive_fall: 1, passive_cooldown: 1m, backends: [{address: %q}, {address: %q}]}
+`, e.backend[0], e.backend[1]))
 	log := zaptest.NewLogger(t)
-	p, err := balancer.NewPool(pc, nil, balancer.Options{Log: log})
+	p, err := balancer.NewPool(*cfg.Pools["ws"], nil, balancer.Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,15 +15,14 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
+// poolOf is pool "p" of addrs with policy, a 1 s connect timeout, marked
+// down after one passive failure for an hour; its other keys have their
+// defaults.
 func poolOf(policy string, addrs ...string) config.Pool {
-	p := config.Pool{Name: "p", Policy: policy, ConnectTimeout: time.Second, ConnectAttempts: 3, PassiveFall: 1, PassiveCooldown: time.Hour}
-	for _, a := range addrs {
-		p.Backends = append(p.Backends, config.Backend{Address: a, Weight: 1})
-	}
-	return p
+	return *testpeer.Pool("p", "policy: "+policy+", connect_timeout: 1s, passive_fall: 1, passive_cooldown: 1h", addrs...)
 }
 
 // fakeAddrs are backend addresses for pick-only tests (nothing is dialed).
@@ -148,7 +147,7 @@ func TestIPHashConsistency(t *testing.T) {
 // cool-down; during it the pool is in panic and tries it anyway, and a
 // connection that works brings it back.
 func TestPassiveCooldown(t *testing.T) {
-	addr := l4test.Refusing(t, 1)[0]
+	addr := testpeer.Refusing(t, 1)[0]
 	cfg := poolOf(config.PolicyRoundRobin, addr)
 	cfg.PassiveCooldown = 200 * time.Millisecond
 	core, logs := observer.New(zap.InfoLevel)

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // Only IP literals become socket addresses; a v4-mapped address is IPv4.
@@ -79,7 +79,7 @@ func TestStartConnectAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	dead := l4test.Refusing(t, 1)[0]
+	dead := testpeer.Refusing(t, 1)[0]
 	p := mustPool(t, poolOf(config.PolicyRoundRobin, dead, ln.Addr().String()), Options{})
 	a := p.NewAttempts(netip.Addr{})
 	first := a.Next()
@@ -125,7 +125,7 @@ func TestStartConnectAttempts(t *testing.T) {
 		t.Errorf("passive failures %d and %d, want 1 for the refusing backend and 0 for the one that connected", f1, f2)
 	}
 
-	three := mustPool(t, poolOf(config.PolicyRoundRobin, l4test.Refusing(t, 4)...), Options{})
+	three := mustPool(t, poolOf(config.PolicyRoundRobin, testpeer.Refusing(t, 4)...), Options{})
 	w := three.NewAttempts(netip.Addr{})
 	n := 0
 	for b := w.Next(); b != nil; b = w.Next() {

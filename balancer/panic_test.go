@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/l4edge/l4edge/config"
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // TestPassiveFallRun: passive_fall defaults to three: failures in a row take a
@@ -43,7 +43,7 @@ func TestPassiveFallRun(t *testing.T) {
 // per 10 s.
 func TestPanicTriesPassivelyFailed(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	addrs := l4test.Refusing(t, 3)
+	addrs := testpeer.Refusing(t, 3)
 	cfg := poolOf(config.PolicyRoundRobin, addrs...)
 	p := mustPool(t, cfg, Options{Log: zap.New(core)})
 	bs := p.Backends()

@@ -3,19 +3,14 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/testpeer/testcert"
 )
 
 // certFiles are the PEM files of the benchmark certificate.
@@ -32,55 +27,19 @@ type certFiles struct {
 const benchServerName = "localhost"
 
 // writeCert generates a self-signed ECDSA P-256 certificate for localhost
-// and 127.0.0.1 and writes it into dir.
+// and 127.0.0.1 (the tests' testcert) and writes it into dir.
 func writeCert(dir string) (certFiles, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testcert.New(48*time.Hour, benchServerName, "127.0.0.1")
 	if err != nil {
-		return certFiles{}, fmt.Errorf("generate ECDSA P-256 key: %w", err)
+		return certFiles{}, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return certFiles{}, fmt.Errorf("generate serial: %w", err)
+	cf := certFiles{Combined: filepath.Join(dir, "combined.pem"), Pool: c.Pool}
+	if cf.Cert, cf.Key, err = c.WriteFiles(dir, "cert.pem", "key.pem"); err != nil {
+		return certFiles{}, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: benchServerName},
-		DNSNames:              []string{benchServerName},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(48 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
+	if err := os.WriteFile(cf.Combined, append(append([]byte{}, c.CertPEM...), c.KeyPEM...), 0o600); err != nil {
+		return certFiles{}, fmt.Errorf("write %s: %w", cf.Combined, err)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return certFiles{}, fmt.Errorf("create certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return certFiles{}, fmt.Errorf("marshal key: %w", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	cf := certFiles{
-		Cert:     filepath.Join(dir, "cert.pem"),
-		Key:      filepath.Join(dir, "key.pem"),
-		Combined: filepath.Join(dir, "combined.pem"),
-		Pool:     x509.NewCertPool(),
-	}
-	files := map[string][]byte{
-		cf.Cert:     certPEM,
-		cf.Key:      keyPEM,
-		cf.Combined: append(append([]byte{}, certPEM...), keyPEM...),
-	}
-	for path, data := range files {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return certFiles{}, fmt.Errorf("write %s: %w", path, err)
-		}
-	}
-	cf.Pool.AppendCertsFromPEM(certPEM)
 	return cf, nil
 }
 

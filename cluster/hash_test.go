@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 const base = `listeners:
@@ -20,11 +20,7 @@ pools:
 
 func hashOf(t *testing.T, yaml string) string {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return HashConfig(cfg)
+	return HashConfig(testpeer.Config(t, yaml))
 }
 
 func TestHashConfig(t *testing.T) {

@@ -16,12 +16,16 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
+// poolCfg is pool "p" checked by check on path every 50 ms (300 ms timeout,
+// rise and fall 2) with one connect attempt of at most 1 s; its other keys
+// have their defaults. Its one backend is a placeholder: Check is given
+// the address to check.
 func poolCfg(check, path string) config.Pool {
-	return config.Pool{Name: "p", Policy: config.PolicyRoundRobin, ConnectTimeout: time.Second, ConnectAttempts: 1, PassiveFall: 1,
-		Health: &config.Health{Check: check, Path: path, Interval: 50 * time.Millisecond, Timeout: 300 * time.Millisecond,
-			Rise: 2, Fall: 2, ExpectStatus: []string{"200-399"}}}
+	return *testpeer.Pool("p", "connect_timeout: 1s, connect_attempts: 1, passive_fall: 1, "+
+		"health: {check: "+check+", path: "+path+", interval: 50ms, timeout: 300ms, rise: 2, fall: 2}", "127.0.0.1:1")
 }
 
 // wsHandler echoes WebSockets on /ws and answers 400 to upgrades elsewhere,
@@ -69,23 +73,10 @@ func TestWebSocketVersusHTTP(t *testing.T) {
 
 // A backend that accepts and never answers fails by timeout, not a hang.
 func TestSilentBackendTimesOut(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	silent := testpeer.Sink(t)
 	for _, kind := range []string{config.CheckHTTP, config.CheckWebSocket, config.CheckTLS} {
 		start := time.Now()
-		err := Check(context.Background(), poolCfg(kind, "/"), ln.Addr().String())
+		err := Check(context.Background(), poolCfg(kind, "/"), silent.Addr())
 		if err == nil || !strings.Contains(err.Error(), "timeout after 300ms") {
 			t.Fatalf("%s: %v", kind, err)
 		}

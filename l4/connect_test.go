@@ -11,8 +11,8 @@ import (
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // A plain listener whose pool sends PROXY headers: the event loop writes
@@ -25,9 +25,9 @@ func TestLoopConnectSendsProxyHeader(t *testing.T) {
 			got := make(chan *proxyproto.Header, 1)
 			back := headerBackend(t, got, func(c *net.TCPConn) {
 				_, _ = c.Write([]byte("banner\n"))
-				echoHandler(c)
+				testpeer.EchoHandler(c)
 			})
-			p := testPool("p", back.addr())
+			p := testPool("p", back.Addr())
 			p.ProxyProtocol = version
 			h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
 			c, err := net.Dial("tcp", h.addr("l"))
@@ -63,11 +63,11 @@ func TestLoopConnectSendsProxyHeader(t *testing.T) {
 // says dial_failed with the last attempt's error, each tried backend takes
 // one passive failure, and nothing is left behind.
 func TestLoopConnectAllAttemptsFail(t *testing.T) {
-	dead := l4test.Refusing(t, 3)
+	dead := testpeer.Refusing(t, 3)
 	p := testPool("p", dead...)
 	p.ConnectAttempts = 2
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
-	done := leakCheck(t)
+	done := testpeer.LeakCheck(t)
 	dialClosed(t, h.addr("l"), "every attempt refused")
 	rec := h.next(3 * time.Second)
 	if rec.Close != closereason.DialFailed || rec.Err == nil {
@@ -97,7 +97,7 @@ func TestLoopConnectAllAttemptsFail(t *testing.T) {
 // backend's connections for close_on_unhealthy (its connect moves on when
 // it fails), and shutdown ends it at once, not after connect_timeout.
 func TestCloseWhileConnecting(t *testing.T) {
-	hole := l4test.Blackhole(t)
+	hole := testpeer.Blackhole(t)
 	p := testPool("p", hole)
 	p.ConnectTimeout = 20 * time.Second
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
@@ -139,7 +139,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 // While attempts fail one after another, /status keeps working and lists
 // no connection that is not connected.
 func TestStatusWhileRetrying(t *testing.T) {
-	dead := l4test.Refusing(t, 3)
+	dead := testpeer.Refusing(t, 3)
 	p := testPool("p", dead...)
 	p.PassiveFall = 1000 // keep every backend eligible: each connection tries all three
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)

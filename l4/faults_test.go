@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // usage is what the test process (l4edge's server, its clients and
@@ -30,7 +30,7 @@ type usage struct {
 
 func measure(t *testing.T) usage {
 	t.Helper()
-	return usage{fds: openFDs(t), goroutines: runtime.NumGoroutine(), rss: l4test.ProcRSS(t, os.Getpid())}
+	return usage{fds: testpeer.OpenFDs(t), goroutines: runtime.NumGoroutine(), rss: testpeer.ProcRSS(t, os.Getpid())}
 }
 
 func (u usage) String() string {
@@ -42,7 +42,7 @@ func (u usage) String() string {
 func accounted(t *testing.T) func() string {
 	t.Helper()
 	u0 := measure(t)
-	done := leakCheck(t)
+	done := testpeer.LeakCheck(t)
 	return func() string {
 		t.Helper()
 		done()
@@ -105,10 +105,10 @@ func keepServing(src, addr string, stop <-chan struct{}) func() (int, time.Durat
 // throughout.
 func TestPerIPFlood(t *testing.T) {
 	const flood, limit = 500, 50
-	back := startBackend(t, "", echoHandler)
+	back := testpeer.Echo(t)
 	l := testListener("l", catchAll("p"))
 	l.MaxConnectionsPerIP = limit
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	addr := h.addr("l")
 
 	acc := accounted(t)
@@ -201,13 +201,13 @@ func pattern(n int) []byte {
 // says the backend ended it.
 func TestBackendSendsThenResets(t *testing.T) {
 	const size = 1 << 20
-	back := startBackend(t, "", sendThenReset(size))
+	back := testpeer.Serve(t, sendThenReset(size))
 	cert, roots := selfSigned(t, "term.test")
 	l := testListener("edge",
 		config.Route{Name: "term", Pool: "p", Match: &config.Match{SNI: []string{"term.test"}},
 			TLS: &config.RouteTLS{Mode: config.ModeTerminate}},
 		catchAll("p"))
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l),
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l),
 		staticTLS{{0, 0}: {Certificates: []tls.Certificate{cert}}})
 	dialers := map[string]func() (net.Conn, error){
 		"plain": func() (net.Conn, error) { return net.Dial("tcp", h.addr("edge")) },
@@ -276,9 +276,9 @@ func endedWith(err error) any {
 // under connect_timeout + 1 s, and none of the connections already open to
 // the healthy backend is cut.
 func TestBlackholedBackendAmongTwo(t *testing.T) {
-	hole := l4test.Blackhole(t)
-	good := startBackend(t, "", echoHandler)
-	p := testPool("p", hole, good.addr())
+	hole := testpeer.Blackhole(t)
+	good := testpeer.Echo(t)
+	p := testPool("p", hole, good.Addr())
 	p.ConnectTimeout = time.Second
 	p.PassiveFall = 1000 // passive health never takes it out: every batch meets it
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
@@ -330,7 +330,7 @@ func TestBlackholedBackendAmongTwo(t *testing.T) {
 	reasons := map[closereason.Reason]int{}
 	for range len(held) + len(fresh) {
 		rec := h.next(5 * time.Second)
-		if rec.Backend != good.addr() {
+		if rec.Backend != good.Addr() {
 			t.Fatalf("a connection ended on %q: %+v", rec.Backend, rec)
 		}
 		reasons[rec.Close]++

@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // harness is an l4 server on 127.0.0.1:0 with the records of every finished
@@ -29,24 +29,18 @@ type harness struct {
 	records chan Record
 }
 
+// testListener is listener name on 127.0.0.1:0 with routes, and 2 s to
+// inspect and to hand-shake; its other keys have their defaults.
 func testListener(name string, routes ...config.Route) config.Listener {
-	return config.Listener{
-		Name: name, Listen: "127.0.0.1:0",
-		InspectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second,
-		IPv6PrefixLength: 64, Routes: routes,
-	}
+	l := testpeer.Listener(name, "inspect_timeout: 2s, handshake_timeout: 2s")
+	l.Routes = routes
+	return l
 }
 
+// testPool is pool name of addrs with a 1 s connect timeout, marked down
+// after one passive failure; its other keys have their defaults.
 func testPool(name string, addrs ...string) *config.Pool {
-	p := &config.Pool{
-		Name: name, Policy: config.PolicyRoundRobin,
-		ConnectTimeout: time.Second, ConnectAttempts: 3,
-		PassiveFall: 1, PassiveCooldown: 10 * time.Second,
-	}
-	for _, a := range addrs {
-		p.Backends = append(p.Backends, config.Backend{Address: a, Weight: 1})
-	}
-	return p
+	return testpeer.Pool(name, "connect_timeout: 1s, passive_fall: 1", addrs...)
 }
 
 func testConfig(pools []*config.Pool, listeners ...config.Listener) *config.Config {
@@ -119,76 +113,6 @@ func (h *harness) next(timeout time.Duration) Record {
 	return Record{}
 }
 
-// backend is a real TCP server on 127.0.0.1:0.
-type backend struct {
-	ln    net.Listener
-	name  string
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns int
-}
-
-// startBackend serves each connection with handle until the test ends.
-func startBackend(t *testing.T, name string, handle func(c *net.TCPConn)) *backend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{ln: ln, name: name}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.conns++
-			b.mu.Unlock()
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer c.Close()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
-	return b
-}
-
-func (b *backend) addr() string { return b.ln.Addr().String() }
-
-func (b *backend) count() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.conns
-}
-
-// echoHandler copies everything back and passes the FIN on.
-func echoHandler(c *net.TCPConn) {
-	_, _ = io.Copy(c, c)
-	_ = c.CloseWrite()
-}
-
-// nameHandler answers each line with "NAME LINE".
-func nameHandler(name string) func(*net.TCPConn) {
-	return func(c *net.TCPConn) { serveLines(name, c) }
-}
-
-func serveLines(name string, c net.Conn) {
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		fmt.Fprintf(c, "%s %s", name, line)
-	}
-}
-
 // ask sends one line through the proxy and returns the backend's answer.
 func ask(t *testing.T, addr, line string) string {
 	t.Helper()
@@ -204,39 +128,6 @@ func ask(t *testing.T, addr, line string) string {
 		t.Fatalf("ask %s: %v", addr, err)
 	}
 	return strings.TrimSpace(reply)
-}
-
-// leakCheck fails the test if goroutines or descriptors outlive it.
-func leakCheck(t *testing.T) func() {
-	t.Helper()
-	g0, f0 := runtime.NumGoroutine(), openFDs(t)
-	return func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			// Go's own splice pipes (io.Copy between sockets in test
-			// backends) sit in a sync.Pool until a GC closes them.
-			runtime.GC()
-			g, f := runtime.NumGoroutine(), openFDs(t)
-			if g <= g0 && f <= f0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Fatalf("leak: goroutines %d -> %d, fds %d -> %d\n%s", g0, g, f0, f, buf[:n])
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
-func openFDs(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // dialClosed connects to addr and expects the connection to end without a

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
@@ -26,8 +27,8 @@ type helloExt struct {
 	data []byte
 }
 
-// splitHello takes a ClientHello in one record (as captureHello returns it)
-// apart into its fixed fields and its extensions.
+// splitHello takes a ClientHello in one record (as testpeer.ClientHello
+// returns it) apart into its fixed fields and its extensions.
 func splitHello(t *testing.T, rec []byte) (fixed []byte, exts []helloExt) {
 	t.Helper()
 	s := cryptobyte.String(rec[5+4:]) // record and handshake headers
@@ -123,7 +124,7 @@ func setLen(msg []byte, n int) []byte {
 func TestHostileClientHellos(t *testing.T) {
 	m := startMixed(t, func(l *config.Listener) { l.InspectTimeout = time.Second })
 	addr := m.h.addr("edge")
-	real := captureHello(t, &tls.Config{ServerName: "pass.test"})
+	real := testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test"})
 	fixed, exts := splitHello(t, real)
 	msg := real[5:]
 	if !bytes.Equal(joinHello(fixed, exts), msg) {
@@ -233,7 +234,7 @@ func (c *trickleConn) Write(p []byte) (int, error) {
 func TestHelloInOneByteSegments(t *testing.T) {
 	m := startMixed(t, nil)
 	addr := m.h.addr("edge")
-	size := len(captureHello(t, &tls.Config{ServerName: "term.test"}))
+	size := len(testpeer.ClientHello(t, &tls.Config{ServerName: "term.test"}))
 	if size < 1400 || size > 2500 {
 		t.Fatalf("default ClientHello is %d bytes; want about 1.5 KiB (a 1,216-byte post-quantum key share)", size)
 	}

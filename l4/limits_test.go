@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // A backend that never answers the handshake is left after connect_timeout
 // and the next backend serves the client, which sees no error.
 func TestConnectTimeoutMovesOn(t *testing.T) {
-	hole := l4test.Blackhole(t)
-	good := startBackend(t, "", nameHandler("good"))
-	p := testPool("p", hole, good.addr())
+	hole := testpeer.Blackhole(t)
+	good := testpeer.Lines(t, "good")
+	p := testPool("p", hole, good.Addr())
 	p.ConnectTimeout = 300 * time.Millisecond
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
 	start := time.Now()
@@ -35,10 +35,10 @@ func TestConnectTimeoutMovesOn(t *testing.T) {
 // With max_connections 5 the sixth concurrent connection is closed at once
 // with close: limit; after one closes a new one is served.
 func TestMaxConnections(t *testing.T) {
-	back := startBackend(t, "", echoHandler)
+	back := testpeer.Echo(t)
 	l := testListener("l", catchAll("p"))
 	l.MaxConnections = 5
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	var open []net.Conn
 	for i := range 5 {
 		c, err := net.Dial("tcp", h.addr("l"))
@@ -90,20 +90,20 @@ func TestMaxConnections(t *testing.T) {
 // Bad peers end only their own connection, with a clear reason, and leave
 // no goroutine or descriptor behind; a healthy connection keeps flowing.
 func TestBadPeersAreIsolated(t *testing.T) {
-	resetter := startBackend(t, "", func(c *net.TCPConn) {
+	resetter := testpeer.Serve(t, func(c *net.TCPConn) {
 		buf := make([]byte, 4)
 		_, _ = c.Read(buf)
 		_ = c.SetLinger(0) // RST instead of FIN
 		c.Close()
 	})
-	echo := startBackend(t, "", echoHandler)
+	echo := testpeer.Echo(t)
 	route := func(name, sni, pool string) config.Route {
 		return config.Route{Name: name, Pool: pool, Match: &config.Match{SNI: []string{sni}}}
 	}
 	l := testListener("l", route("tls", "example.com", "reset"))
 	l.InspectTimeout = 300 * time.Millisecond
 	plain := testListener("plain", catchAll("echo"))
-	h := startProxy(t, testConfig([]*config.Pool{testPool("echo", echo.addr()), testPool("reset", resetter.addr())}, l, plain), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("echo", echo.Addr()), testPool("reset", resetter.Addr())}, l, plain), nil)
 
 	// A long-lived healthy connection that must keep working throughout.
 	keeper, err := net.Dial("tcp", h.addr("plain"))
@@ -129,7 +129,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 		}
 		h.next(3 * time.Second)
 	}
-	done := leakCheck(t)
+	done := testpeer.LeakCheck(t)
 
 	cases := []struct {
 		name string
@@ -144,7 +144,7 @@ func TestBadPeersAreIsolated(t *testing.T) {
 			_ = c.(*net.TCPConn).SetLinger(0)
 		}, closereason.ClientClosed},
 		{"backend reset mid-stream", func(c net.Conn) {
-			_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "example.com"}))
+			_, _ = c.Write(testpeer.ClientHello(t, &tls.Config{ServerName: "example.com"}))
 			_, _ = readAllTimeout(c, 3*time.Second)
 		}, closereason.BackendReset},
 		{"plain bytes without a catch-all", func(c net.Conn) { _, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n")) }, closereason.NoRoute},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
@@ -26,7 +27,7 @@ func TestPassiveHealthRule(t *testing.T) {
 		c.Close()
 	}
 	cert, roots := selfSigned(t, "term.test")
-	hello := captureHello(t, &tls.Config{ServerName: "pass.test"})
+	hello := testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test"})
 	// client is what each path's client does: it returns once the
 	// connection is over.
 	paths := []struct {
@@ -79,10 +80,10 @@ func TestPassiveHealthRule(t *testing.T) {
 				continue // passthrough always writes the ClientHello first
 			}
 			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
-				be := startBackend(t, "", tc.handle)
+				be := testpeer.Serve(t, tc.handle)
 				route := p.route
 				l := testListener(p.listener, route)
-				h := startProxy(t, testConfig([]*config.Pool{testPool("p", be.addr())}, l),
+				h := startProxy(t, testConfig([]*config.Pool{testPool("p", be.Addr())}, l),
 					staticTLS{{0, 0}: {Certificates: []tls.Certificate{cert}}})
 				p.client(t, h.addr(p.listener), tc.silent)
 				rec := h.next(5 * time.Second)

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 func catchAll(pool string) config.Route { return config.Route{Name: "all", Pool: pool} }
@@ -26,7 +26,7 @@ func TestByteIntegrity64MiB(t *testing.T) {
 		n   int64
 	}
 	got := make(chan digest, 1)
-	back := startBackend(t, "sink", func(c *net.TCPConn) {
+	back := testpeer.Serve(t, func(c *net.TCPConn) {
 		// Send our own 64 MiB while hashing what arrives.
 		var wg sync.WaitGroup
 		wg.Add(1)
@@ -43,7 +43,7 @@ func TestByteIntegrity64MiB(t *testing.T) {
 		got <- d
 		wg.Wait()
 	})
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, testListener("l", catchAll("p"))), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, testListener("l", catchAll("p"))), nil)
 	c, err := net.Dial("tcp", h.addr("l"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func (s *hashStream) Read(p []byte) (int, error) {
 // The client sends and shuts its write half; the backend still replies
 // after seeing EOF; the client reads it all and then sees EOF.
 func TestHalfClose(t *testing.T) {
-	back := startBackend(t, "hc", func(c *net.TCPConn) {
+	back := testpeer.Serve(t, func(c *net.TCPConn) {
 		req, err := io.ReadAll(c) // until the client's FIN
 		if err != nil {
 			return
@@ -110,7 +110,7 @@ func TestHalfClose(t *testing.T) {
 		fmt.Fprintf(c, "got %d bytes: %s", len(req), req)
 		_ = c.CloseWrite()
 	})
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, testListener("l", catchAll("p"))), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, testListener("l", catchAll("p"))), nil)
 	c, err := net.Dial("tcp", h.addr("l"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestHalfClose(t *testing.T) {
 func TestRoundRobinExact(t *testing.T) {
 	var addrs []string
 	for i := range 3 {
-		addrs = append(addrs, startBackend(t, "", nameHandler(fmt.Sprintf("b%d", i))).addr())
+		addrs = append(addrs, testpeer.Lines(t, fmt.Sprintf("b%d", i)).Addr())
 	}
 	h := startProxy(t, testConfig([]*config.Pool{testPool("p", addrs...)}, testListener("l", catchAll("p"))), nil)
 	counts := map[string]int{}
@@ -151,9 +151,9 @@ func TestRoundRobinExact(t *testing.T) {
 }
 
 func TestWeightedThreeToOne(t *testing.T) {
-	a := startBackend(t, "", nameHandler("a"))
-	b := startBackend(t, "", nameHandler("b"))
-	p := testPool("p", a.addr(), b.addr())
+	a := testpeer.Lines(t, "a")
+	b := testpeer.Lines(t, "b")
+	p := testPool("p", a.Addr(), b.Addr())
 	p.Policy = config.PolicyWeightedRoundRobin
 	p.Backends[0].Weight = 3
 	h := startProxy(t, testConfig([]*config.Pool{p}, testListener("l", catchAll("p"))), nil)
@@ -169,10 +169,10 @@ func TestWeightedThreeToOne(t *testing.T) {
 // One of three backends refuses: every client is served, and after its
 // first failure the dead backend is never tried again.
 func TestRetryPastRefusingBackend(t *testing.T) {
-	deadAddr := l4test.Refusing(t, 1)[0]
-	a := startBackend(t, "", nameHandler("a"))
-	b := startBackend(t, "", nameHandler("b"))
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", a.addr(), deadAddr, b.addr())}, testListener("l", catchAll("p"))), nil)
+	deadAddr := testpeer.Refusing(t, 1)[0]
+	a := testpeer.Lines(t, "a")
+	b := testpeer.Lines(t, "b")
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", a.Addr(), deadAddr, b.Addr())}, testListener("l", catchAll("p"))), nil)
 	for i := range 100 {
 		if reply := ask(t, h.addr("l"), "hi"); !strings.HasSuffix(reply, " hi") {
 			t.Fatalf("connection %d: reply %q", i, reply)
@@ -183,7 +183,7 @@ func TestRetryPastRefusingBackend(t *testing.T) {
 	if snap.Failures != 1 || snap.Total != 1 {
 		t.Fatalf("dead backend: %d failures over %d tries, want exactly 1", snap.Failures, snap.Total)
 	}
-	if a.count()+b.count() != 100 {
-		t.Fatalf("live backends served %d, want 100", a.count()+b.count())
+	if a.Conns()+b.Conns() != 100 {
+		t.Fatalf("live backends served %d, want 100", a.Conns()+b.Conns())
 	}
 }

@@ -10,13 +10,14 @@ import (
 
 	"github.com/l4edge/l4edge/config"
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
 // headerBackend reads a PROXY header from each connection, reports it, and
 // then runs after (echo by default).
-func headerBackend(t *testing.T, got chan<- *proxyproto.Header, after func(c *net.TCPConn)) *backend {
-	return startBackend(t, "pp", func(c *net.TCPConn) {
+func headerBackend(t *testing.T, got chan<- *proxyproto.Header, after func(c *net.TCPConn)) *testpeer.Server {
+	return testpeer.Serve(t, func(c *net.TCPConn) {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		h, err := proxyproto.Read(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -29,7 +30,7 @@ func headerBackend(t *testing.T, got chan<- *proxyproto.Header, after func(c *ne
 			after(c)
 			return
 		}
-		echoHandler(c)
+		testpeer.EchoHandler(c)
 	})
 }
 
@@ -38,37 +39,27 @@ func withProxyIn(l config.Listener, trusted ...string) config.Listener {
 	return l
 }
 
-func dialFrom(t *testing.T, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // An untrusted peer's forged header is refused and never reaches a backend;
 // a trusted peer that sends no header in time is closed with a reason.
 func TestProxyHeaderTrust(t *testing.T) {
-	back := startBackend(t, "", echoHandler)
+	back := testpeer.Echo(t)
 	l := withProxyIn(testListener("l", catchAll("p")), "127.0.0.2/32")
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	forged := (&proxyproto.Header{Version: 1, Command: proxyproto.Proxy,
 		Source: netip.MustParseAddrPort("203.0.113.9:4444"), Destination: netip.MustParseAddrPort("198.51.100.1:443")}).AppendV1(nil)
 
-	c := dialFrom(t, "127.0.0.1", h.addr("l")) // not trusted
+	var c net.Conn = testpeer.DialFrom(t, "127.0.0.1", h.addr("l")) // not trusted
 	_, _ = c.Write(forged)
 	_, _ = readAllTimeout(c, 3*time.Second)
 	c.Close()
 	if rec := h.next(3 * time.Second); rec.Close != closereason.UntrustedProxy || rec.Client.Addr().String() != "127.0.0.1" {
 		t.Fatalf("forged header: %+v", rec)
 	}
-	if back.count() != 0 {
+	if back.Conns() != 0 {
 		t.Fatal("a forged header reached the backend")
 	}
 
-	c = dialFrom(t, "127.0.0.2", h.addr("l")) // trusted, silent
+	c = testpeer.DialFrom(t, "127.0.0.2", h.addr("l")) // trusted, silent
 	start := time.Now()
 	_, _ = readAllTimeout(c, 3*time.Second)
 	c.Close()
@@ -77,7 +68,7 @@ func TestProxyHeaderTrust(t *testing.T) {
 	}
 
 	// An untrusted peer without a header is served with its own address.
-	c = dialFrom(t, "127.0.0.1", h.addr("l"))
+	c = testpeer.DialFrom(t, "127.0.0.1", h.addr("l"))
 	_, _ = c.Write([]byte("plain"))
 	_ = c.(*net.TCPConn).CloseWrite()
 	if b, _ := readAllTimeout(c, 3*time.Second); string(b) != "plain" {
@@ -98,7 +89,7 @@ func TestServerFirstBackendWithV2(t *testing.T) {
 		_, _ = c.Write([]byte("220 smtp ready\r\n"))
 		_, _ = io.Copy(io.Discard, c)
 	})
-	p := testPool("p", back.addr())
+	p := testPool("p", back.Addr())
 	p.ProxyProtocol = "v2"
 	l := withProxyIn(testListener("l", catchAll("p")), "127.0.0.1/32")
 	h := startProxy(t, testConfig([]*config.Pool{p}, l), nil)
@@ -142,7 +133,7 @@ func TestServerFirstBackendWithV2(t *testing.T) {
 func TestProxyV2TLVs(t *testing.T) {
 	got := make(chan *proxyproto.Header, 4)
 	back := headerBackend(t, got, nil)
-	p := testPool("p", back.addr())
+	p := testPool("p", back.Addr())
 	p.ProxyProtocol = "v2"
 	cert, roots := selfSigned(t, "term.test", "pass.test")
 	l := testListener("edge",
@@ -162,7 +153,7 @@ func TestProxyV2TLVs(t *testing.T) {
 	}
 
 	c, _ := net.Dial("tcp", h.addr("edge"))
-	_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "pass.test", NextProtos: []string{"h2"}}))
+	_, _ = c.Write(testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test", NextProtos: []string{"h2"}}))
 	pass := <-got
 	c.Close()
 	if pass == nil || pass.Authority != "pass.test" || string(pass.ALPN) != "h2" || pass.SSL != nil {
@@ -173,11 +164,11 @@ func TestProxyV2TLVs(t *testing.T) {
 // Two clients behind one trusted proxy are counted apart by
 // max_connections_per_ip.
 func TestPerIPLimitBehindProxy(t *testing.T) {
-	back := startBackend(t, "", echoHandler)
+	back := testpeer.Echo(t)
 	l := withProxyIn(testListener("l", catchAll("p")), "127.0.0.1/32")
 	l.MaxConnectionsPerIP = 1
 	l.ProxyProtocolIn.Timeout = 2 * time.Second
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	open := func(src string) net.Conn {
 		c, err := net.Dial("tcp", h.addr("l"))
 		if err != nil {

@@ -6,17 +6,17 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // A reload that turns inspection on while the listener waits in accept4:
 // the connection accepted raw is handed to the inspecting path and follows
 // the new routes.
 func TestRawAcceptThenReloadToInspection(t *testing.T) {
-	a := startBackend(t, "", nameHandler("A"))
-	b := startBackend(t, "", nameHandler("B"))
-	pools := []*config.Pool{testPool("a", a.addr()), testPool("b", b.addr())}
+	a := testpeer.Lines(t, "A")
+	b := testpeer.Lines(t, "B")
+	pools := []*config.Pool{testPool("a", a.Addr()), testPool("b", b.Addr())}
 	h := startProxy(t, testConfig(pools, testListener("l", catchAll("a"))), nil)
 	addr := h.addr("l")
 	if got := ask(t, addr, "1"); got != "A 1" {
@@ -42,12 +42,12 @@ func TestRawAcceptThenReloadToInspection(t *testing.T) {
 // Connections accepted raw that end before the relay (no backend accepts,
 // over the limit) leave no descriptor or goroutine behind.
 func TestRawAcceptFailuresLeakNothing(t *testing.T) {
-	deadAddr := l4test.Refusing(t, 1)[0]
-	back := startBackend(t, "", echoHandler)
+	deadAddr := testpeer.Refusing(t, 1)[0]
+	back := testpeer.Echo(t)
 	limited := testListener("limited", catchAll("echo"))
 	limited.MaxConnections = 1
 	h := startProxy(t, testConfig(
-		[]*config.Pool{testPool("dead", deadAddr), testPool("echo", back.addr())},
+		[]*config.Pool{testPool("dead", deadAddr), testPool("echo", back.Addr())},
 		testListener("dead", catchAll("dead")), limited), nil)
 	// Warm both event loops' pipe caches (see TestBadPeersAreIsolated).
 	for range 4 {
@@ -56,7 +56,7 @@ func TestRawAcceptFailuresLeakNothing(t *testing.T) {
 		}
 		h.next(3 * time.Second)
 	}
-	done := leakCheck(t)
+	done := testpeer.LeakCheck(t)
 
 	for range 5 {
 		dialClosed(t, h.addr("dead"), "dial failure")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
@@ -207,7 +208,7 @@ func TestSlowlorisInspect(t *testing.T) {
 	})
 	slowAttack{
 		what: "inspect (1 ClientHello byte/s)", n: 300, h: m.h, addr: m.h.addr("edge"),
-		trickle: captureHello(t, &tls.Config{ServerName: "pass.test"}),
+		trickle: testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test"}),
 		serve:   askTerm(t, m),
 		served:  func(r Record) bool { return r.Route == "term" },
 		want:    closereason.InspectTimeout, because: "timeout",
@@ -218,10 +219,10 @@ func TestSlowlorisInspect(t *testing.T) {
 // closed with proxy_header_timeout within the timeout + 2 s, while a
 // trusted peer with a whole header is served in under 1 s.
 func TestSlowlorisProxyHeader(t *testing.T) {
-	back := startBackend(t, "", nameHandler("back"))
+	back := testpeer.Lines(t, "back")
 	l := withProxyIn(testListener("l", catchAll("p")), "127.0.0.1/32")
 	l.ProxyProtocolIn.Timeout = slowTimeout
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	addr := h.addr("l")
 	header := "PROXY TCP4 192.0.2.10 192.0.2.1 40000 443\r\n"
 	slowAttack{
@@ -246,7 +247,7 @@ func TestSlowlorisTerminatingHandshake(t *testing.T) {
 	})
 	slowAttack{
 		what: "terminating handshake (stalled after the ClientHello)", n: 200, h: m.h, addr: m.h.addr("edge"),
-		first:  captureHello(t, &tls.Config{ServerName: "term.test"}),
+		first:  testpeer.ClientHello(t, &tls.Config{ServerName: "term.test"}),
 		serve:  askTerm(t, m),
 		served: func(r Record) bool { return r.Close == closereason.ClientClosed && r.Backend != "" },
 		want:   closereason.HandshakeFailed, because: "timeout",

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // startTerminated runs one listener that terminates TLS for "term.test" and
@@ -27,10 +27,10 @@ import (
 func startTerminated(t *testing.T, handle func(*net.TCPConn), idle time.Duration) (*harness, string, *x509.CertPool) {
 	t.Helper()
 	cert, roots := selfSigned(t, "term.test")
-	be := startBackend(t, "be", handle)
+	be := testpeer.Serve(t, handle)
 	l := testListener("tls", config.Route{Name: "term", Pool: "be",
 		TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: config.CertSelfSigned}})
-	p := testPool("be", be.addr())
+	p := testPool("be", be.Addr())
 	p.IdleTimeout = idle
 	h := startProxy(t, testConfig([]*config.Pool{p}, l), staticTLS{{0, 0}: {Certificates: []tls.Certificate{cert}}})
 	return h, h.addr("tls"), roots
@@ -50,7 +50,7 @@ func dialTerm(t *testing.T, addr string, roots *x509.CertPool) *tls.Conn {
 // echoOnce sends msg and reads it back.
 func echoOnce(t *testing.T, c *tls.Conn, msg string) {
 	t.Helper()
-	l4test.EchoOnce(t, c, msg)
+	testpeer.EchoOnce(t, c, msg)
 }
 
 // Idle terminated connections hold no goroutine in l4edge: 60 of them,
@@ -58,7 +58,7 @@ func echoOnce(t *testing.T, c *tls.Conn, msg string) {
 // backend's handler), where the goroutine relay adds two more per
 // connection.
 func TestIdleTerminatedConnectionsParkWithoutGoroutines(t *testing.T) {
-	_, addr, roots := startTerminated(t, echoHandler, 0)
+	_, addr, roots := startTerminated(t, testpeer.EchoHandler, 0)
 	echoOnce(t, dialTerm(t, addr, roots), "warm up")
 	time.Sleep(100 * time.Millisecond)
 	before := runtime.NumGoroutine()
@@ -90,7 +90,7 @@ func TestIdleTerminatedConnectionsParkWithoutGoroutines(t *testing.T) {
 // and half-close works: the client's close_notify reaches the backend as
 // EOF, the backend's last bytes and FIN come back.
 func TestTerminatedBulkAndHalfClose(t *testing.T) {
-	h, addr, roots := startTerminated(t, echoHandler, 0)
+	h, addr, roots := startTerminated(t, testpeer.EchoHandler, 0)
 	c := dialTerm(t, addr, roots)
 	data := make([]byte, 8<<20)
 	_, _ = rand.Read(data)
@@ -115,7 +115,7 @@ func TestTerminatedBulkAndHalfClose(t *testing.T) {
 // talking does not.
 func TestTerminatedIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	h, addr, roots := startTerminated(t, echoHandler, idle)
+	h, addr, roots := startTerminated(t, testpeer.EchoHandler, idle)
 	busy := dialTerm(t, addr, roots)
 	quiet := dialTerm(t, addr, roots)
 	echoOnce(t, quiet, "x")
@@ -138,11 +138,11 @@ func TestTerminatedIdleTimeout(t *testing.T) {
 // with close reason shutdown, and leaves no goroutine or descriptor.
 func TestShutdownClosesParkedConnections(t *testing.T) {
 	cert, roots := selfSigned(t, "term.test")
-	be := startBackend(t, "be", echoHandler)
-	check := leakCheck(t)
+	be := testpeer.Echo(t)
+	check := testpeer.LeakCheck(t)
 	l := testListener("tls", config.Route{Name: "term", Pool: "be",
 		TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: config.CertSelfSigned}})
-	h := startProxy(t, testConfig([]*config.Pool{testPool("be", be.addr())}, l),
+	h := startProxy(t, testConfig([]*config.Pool{testPool("be", be.Addr())}, l),
 		staticTLS{{0, 0}: {Certificates: []tls.Certificate{cert}}})
 	var conns []*tls.Conn
 	for i := range 5 {

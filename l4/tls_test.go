@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // staticTLS is a TLSProvider with fixed configs per (listener, route).
@@ -27,13 +27,8 @@ func (staticTLS) ServeChallenge(net.Conn, time.Duration) error { return nil }
 // selfSigned makes a certificate for names and a pool that trusts it.
 func selfSigned(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	return l4test.SelfSigned(t, names...)
-}
-
-// captureHello returns the first flight a crypto/tls client sends.
-func captureHello(t *testing.T, cfg *tls.Config) []byte {
-	t.Helper()
-	return l4test.ClientHello(t, cfg)
+	c := testpeer.Cert(t, names...)
+	return c.TLS, c.Pool
 }
 
 // reframe splits one handshake message into TLS records of at most size bytes.
@@ -52,9 +47,9 @@ func reframe(hello []byte, size int) []byte {
 type mixedPort struct {
 	h                  *harness
 	termPool, passPool *x509.CertPool
-	passBackend        *backend
-	plain              *backend
-	termEcho           *backend
+	passBackend        *testpeer.Server
+	plain              *testpeer.Server
+	termEcho           *testpeer.Server
 }
 
 // startMixed runs one listener with a terminating route, a passthrough
@@ -65,11 +60,11 @@ func startMixed(t *testing.T, tweak func(*config.Listener)) *mixedPort {
 	termCert, termPool := selfSigned(t, "term.test")
 	passCert, passPool := selfSigned(t, "pass.test", "*.pass.test")
 	m.termPool, m.passPool = termPool, passPool
-	m.termEcho = startBackend(t, "term", nameHandler("term-backend"))
-	m.passBackend = startBackend(t, "pass", func(c *net.TCPConn) {
-		serveLines("pass-backend", tls.Server(c, &tls.Config{Certificates: []tls.Certificate{passCert}}))
+	m.termEcho = testpeer.Lines(t, "term-backend")
+	m.passBackend = testpeer.Serve(t, func(c *net.TCPConn) {
+		testpeer.ServeLines("pass-backend", tls.Server(c, &tls.Config{Certificates: []tls.Certificate{passCert}}))
 	})
-	m.plain = startBackend(t, "plain", nameHandler("plain-backend"))
+	m.plain = testpeer.Lines(t, "plain-backend")
 	l := testListener("edge",
 		config.Route{Name: "term", Pool: "term", Match: &config.Match{SNI: []string{"term.test"}},
 			TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: config.CertSelfSigned}},
@@ -80,7 +75,7 @@ func startMixed(t *testing.T, tweak func(*config.Listener)) *mixedPort {
 		tweak(&l)
 	}
 	cfg := testConfig([]*config.Pool{
-		testPool("term", m.termEcho.addr()), testPool("pass", m.passBackend.addr()), testPool("plain", m.plain.addr()),
+		testPool("term", m.termEcho.Addr()), testPool("pass", m.passBackend.Addr()), testPool("plain", m.plain.Addr()),
 	}, l)
 	tp := staticTLS{{0, 0}: {Certificates: []tls.Certificate{termCert}, NextProtos: []string{"http/1.1"}}}
 	m.h = startProxy(t, cfg, tp)
@@ -129,7 +124,7 @@ func TestMixedPort(t *testing.T) {
 	if rec := m.h.next(5 * time.Second); rec.Route != "pass" || rec.TLS != TLSPassthrough || rec.SNI != "www.pass.test" {
 		t.Fatalf("passthrough record %+v", rec)
 	}
-	if n := len(captureHello(t, &tls.Config{ServerName: "pass.test"})); n < 1200 {
+	if n := len(testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test"})); n < 1200 {
 		t.Fatalf("default ClientHello is %d bytes; expected a post-quantum key share (> 1200)", n)
 	}
 
@@ -141,7 +136,7 @@ func TestMixedPort(t *testing.T) {
 	}
 
 	// A TLS name no route matches falls to the catch-all as passthrough.
-	if rec := sendRaw(t, addr, captureHello(t, &tls.Config{ServerName: "other.test"}), m.h); rec.Route != "rest" {
+	if rec := sendRaw(t, addr, testpeer.ClientHello(t, &tls.Config{ServerName: "other.test"}), m.h); rec.Route != "rest" {
 		t.Fatalf("unmatched TLS record %+v", rec)
 	}
 }
@@ -164,17 +159,17 @@ func sendRaw(t *testing.T, addr string, b []byte, h *harness) Record {
 // routed by its SNI and reaches the passthrough backend byte for byte.
 func TestLargeHelloOneByteAtATime(t *testing.T) {
 	got := make(chan []byte, 1)
-	back := startBackend(t, "", func(c *net.TCPConn) {
+	back := testpeer.Serve(t, func(c *net.TCPConn) {
 		b, _ := io.ReadAll(c)
 		got <- b
 	})
 	l := testListener("edge", config.Route{Name: "big", Pool: "p", Match: &config.Match{SNI: []string{"big.test"}}})
-	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.addr())}, l), nil)
+	h := startProxy(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil)
 	var protos []string
 	for i := range 300 {
 		protos = append(protos, fmt.Sprintf("proto-%04d-%s", i, strings.Repeat("x", 16)))
 	}
-	hello := reframe(captureHello(t, &tls.Config{ServerName: "big.test", NextProtos: protos}), 100)
+	hello := reframe(testpeer.ClientHello(t, &tls.Config{ServerName: "big.test", NextProtos: protos}), 100)
 	if len(hello) < 8<<10 {
 		t.Fatalf("hello is %d bytes, want about 9 KiB", len(hello))
 	}
@@ -221,7 +216,7 @@ func TestInspectAndHandshakeTimeouts(t *testing.T) {
 	// Send a ClientHello for the terminating route and then nothing.
 	c, _ = net.Dial("tcp", addr)
 	start = time.Now()
-	_, _ = c.Write(captureHello(t, &tls.Config{ServerName: "term.test"}))
+	_, _ = c.Write(testpeer.ClientHello(t, &tls.Config{ServerName: "term.test"}))
 	_, _ = readAllTimeout(c, 5*time.Second)
 	c.Close()
 	rec := m.h.next(5 * time.Second)
@@ -242,7 +237,7 @@ func TestBadHellosAndStalledHandshakes(t *testing.T) {
 		l.InspectTimeout = time.Second
 	})
 	addr := m.h.addr("edge")
-	good := captureHello(t, &tls.Config{ServerName: "pass.test"})
+	good := testpeer.ClientHello(t, &tls.Config{ServerName: "pass.test"})
 	badSNI := bytes.Replace(good, []byte("pass.test"), []byte("pa\x00s.test"), 1)
 	bad := map[string][]byte{
 		"record over 16 KiB": {0x16, 0x03, 0x01, 0x48, 0x01, 0x01},
@@ -261,7 +256,7 @@ func TestBadHellosAndStalledHandshakes(t *testing.T) {
 		}
 	}
 
-	done := leakCheck(t)
+	done := testpeer.LeakCheck(t)
 	const stalled = 1000
 	var wg sync.WaitGroup
 	conns := make([]net.Conn, 0, stalled)

@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,44 +19,28 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/l4edge/l4edge/config"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
-func termRoute(cert string, sni ...string) config.Route {
-	r := config.Route{Name: "t", Pool: "p", TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: cert, ALPN: []string{"http/1.1"}, MinVersion: "1.2"}}
-	if len(sni) > 0 {
-		r.Match = &config.Match{SNI: sni}
-	}
-	return r
-}
-
-func oneRoute(r config.Route) *config.Config {
-	return &config.Config{Listeners: []config.Listener{{Name: "l", Listen: "127.0.0.1:0", Routes: []config.Route{r}}}}
-}
-
-// serve runs a TLS server with tc on loopback and returns its address.
-func serve(t *testing.T, tc *tls.Config) string {
+// termConfig is one listener "l" whose one route "t" terminates TLS with
+// the keys tlsKeys ("cert: self_signed") for sni (every name when none),
+// loaded as l4edge loads a file: every other key has its default.
+func termConfig(t *testing.T, tlsKeys string, sni ...string) *config.Config {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
-	if err != nil {
-		t.Fatal(err)
+	match := ""
+	if len(sni) > 0 {
+		names, _ := json.Marshal(sni) // a JSON list is a YAML flow sequence
+		match = ", match: {sni: " + string(names) + "}"
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
+	return testpeer.Config(t, `listeners: [{name: l, listen: "127.0.0.1:0", routes: [{name: t, pool: p, tls: {mode: terminate, `+tlsKeys+`}`+match+`}]}]
+pools: {p: {backends: [{address: "127.0.0.1:1"}]}}
+`)
 }
 
 func TestSelfSigned(t *testing.T) {
 	m := NewManager(zaptest.NewLogger(t))
 	defer m.Close()
-	set, err := m.Apply(context.Background(), oneRoute(termRoute(config.CertSelfSigned, "ws.test", "*.ws.test")))
+	set, err := m.Apply(context.Background(), termConfig(t, "cert: self_signed", "ws.test", "*.ws.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +53,7 @@ func TestSelfSigned(t *testing.T) {
 		t.Fatalf("key %T", leaf.PublicKey)
 	}
 	// The same names on reload reuse the certificate.
-	set2, _ := m.Apply(context.Background(), oneRoute(termRoute(config.CertSelfSigned, "ws.test", "*.ws.test")))
+	set2, _ := m.Apply(context.Background(), termConfig(t, "cert: self_signed", "ws.test", "*.ws.test"))
 	if set2.ServerConfig(0, 0).Certificates[0].Leaf != leaf {
 		t.Fatal("a reload made a new self-signed certificate")
 	}
@@ -88,11 +68,12 @@ func TestSelfSigned(t *testing.T) {
 // TLS defaults: 1.2+ only, AEAD suites only, ALPN http/1.1.
 func TestDefaults(t *testing.T) {
 	m := NewManager(zaptest.NewLogger(t))
-	set, err := m.Apply(context.Background(), oneRoute(termRoute(config.CertSelfSigned)))
+	set, err := m.Apply(context.Background(), termConfig(t, "cert: self_signed"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serve(t, set.ServerConfig(0, 0))
+	tc := set.ServerConfig(0, 0)
+	addr := testpeer.Serve(t, func(c *net.TCPConn) { _ = tls.Server(c, tc).Handshake() }).Addr()
 	dial := func(c *tls.Config) (*tls.Conn, error) {
 		c.ServerName, c.InsecureSkipVerify = "localhost", true
 		return tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, c)
@@ -115,40 +96,26 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func writePair(t *testing.T, dir, name string) (string, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	kder, _ := x509.MarshalECPrivateKey(key)
-	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	_ = os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return cf, kf
-}
-
 // cert: files is read at every Apply, so a reload picks up a new file.
 func TestFilesReload(t *testing.T) {
 	dir := t.TempDir()
-	cf, kf := writePair(t, dir, "one.test")
-	r := termRoute(config.CertFiles)
-	r.TLS.CertFile, r.TLS.KeyFile = cf, kf
+	cf, kf, _ := testpeer.CertFiles(t, dir, "one.test")
+	cfg := termConfig(t, fmt.Sprintf("cert: files, cert_file: %q, key_file: %q", cf, kf))
 	m := NewManager(zaptest.NewLogger(t))
-	set, err := m.Apply(context.Background(), oneRoute(r))
+	set, err := m.Apply(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := set.ServerConfig(0, 0).Certificates[0]; n.Leaf == nil || n.Leaf.DNSNames[0] != "one.test" {
 		t.Fatalf("first certificate %v", n.Leaf)
 	}
-	writePair(t, dir, "two.test")
-	set, err = m.Apply(context.Background(), oneRoute(r))
+	testpeer.CertFiles(t, dir, "two.test")
+	set, err = m.Apply(context.Background(), cfg)
 	if err != nil || set.ServerConfig(0, 0).Certificates[0].Leaf.DNSNames[0] != "two.test" {
 		t.Fatalf("reload: %v", err)
 	}
-	r.TLS.CertFile = filepath.Join(dir, "missing.pem")
-	if _, err := m.Apply(context.Background(), oneRoute(r)); err == nil || !strings.Contains(err.Error(), "listeners[0].routes[0].tls.cert_file") {
+	cfg.Listeners[0].Routes[0].TLS.CertFile = filepath.Join(dir, "missing.pem")
+	if _, err := m.Apply(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "listeners[0].routes[0].tls.cert_file") {
 		t.Fatalf("missing file: %v", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // acmeConfig terminates wss for name with an ACME certificate from Pebble.
@@ -97,7 +99,7 @@ func wssExchange(t *testing.T, p *pebble, addr, name string, n int) {
 // TLS-ALPN-01 answered on l4edge's own traffic listener; a verified wss
 // client exchanges 100 messages; a restart reuses the stored certificate.
 func TestACMETLSALPN01(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	tlsPort := ports[0]
 	p := startPebble(t, ports[1], tlsPort)
 	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])
@@ -127,7 +129,7 @@ func TestACMETLSALPN01(t *testing.T) {
 
 // HTTP-01 on tls.acme.http_listen, which redirects other requests to https.
 func TestACMEHTTP01(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	httpPort, tlsPort := ports[0], ports[1]
 	p := startPebble(t, httpPort, tlsPort)
 	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])
@@ -155,7 +157,7 @@ func TestACMEHTTP01(t *testing.T) {
 // On-demand: an allowed name gets a certificate at its first handshake; a
 // name outside allow fails fast and never reaches the CA.
 func TestACMEOnDemand(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	tlsPort := ports[0]
 	p := startPebble(t, ports[1], tlsPort)
 	backend := fmt.Sprintf("127.0.0.1:%d", ports[2])

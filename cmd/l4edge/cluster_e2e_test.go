@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -27,7 +28,7 @@ func clusterNames(n int) []string {
 // the returned port, and a redis-server.
 func pebbleAndRedis(t *testing.T) (*pebble, int, *redistest.Server) {
 	t.Helper()
-	ports := freePorts(t, 2)
+	ports := testpeer.FreePorts(t, 2)
 	return startPebble(t, ports[0], ports[1]), ports[1], redistest.Start(t, redistest.Options{})
 }
 
@@ -128,7 +129,7 @@ func testChallengeElsewhere(t *testing.T, challenge string) {
 // (never refused by on_demand.allow), while an unlisted name is governed
 // by allow, on the same listener.
 func TestListedNamesWithOnDemand(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := testpeer.FreePorts(t, 2)
 	tlsPort := ports[1]
 	p := startPebble(t, ports[0], tlsPort)
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)

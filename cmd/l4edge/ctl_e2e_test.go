@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/tlsterm"
 )
 
@@ -93,8 +94,8 @@ pools:
 // status, drain, enable, certs and reload, each against a running l4edge,
 // their plain output checked line by line.
 func TestCtlCommands(t *testing.T) {
-	b1, b2 := startEcho(t), startEcho(t)
-	ports := freePorts(t, 3)
+	b1, b2 := testpeer.Echo(t).Addr(), testpeer.Echo(t).Addr()
+	ports := testpeer.FreePorts(t, 3)
 	adminAddr, addr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	path := filepath.Join(t.TempDir(), "l4edge.yaml")
 	write := func(s string) {
@@ -190,7 +191,7 @@ func TestCtlCommands(t *testing.T) {
 	if n := srv.countLog("reload"); n != 0 {
 		t.Fatalf("a bad file reached the process: %d reload log lines", n)
 	}
-	b3 := startEcho(t)
+	b3 := testpeer.Echo(t).Addr()
 	write(ctlConfig(adminAddr, addr, b1, b2, b3))
 	out, errOut, code = cli(t, "reload", "-config", path)
 	if code != 0 {
@@ -205,7 +206,7 @@ func TestCtlCommands(t *testing.T) {
 
 // The errors say what failed, where, and what to check.
 func TestCtlErrors(t *testing.T) {
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dead := testpeer.FreeAddrs(t, 1)[0]
 	_, errOut, code := cli(t, "status", "-admin", dead)
 	if want := "l4edge status: cannot reach admin API at " + dead + ": connection refused; is l4edge running with admin.listen set?\n"; code != 1 || errOut != want {
 		t.Fatalf("exit %d %q, want %q", code, errOut, want)

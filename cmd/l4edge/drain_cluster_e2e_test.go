@@ -16,6 +16,7 @@ import (
 
 	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/admin/browsertest"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -73,9 +74,9 @@ func waitState(t *testing.T, admins []string, addr, state string, within time.Du
 // survives Redis coming back empty.
 func TestClusterDrain(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	ports := freePorts(t, 10)
+	ports := testpeer.FreePorts(t, 10)
 	var admins []string
-	backends := [2]string{startEcho(t), startEcho(t)}
+	backends := [2]string{testpeer.Echo(t).Addr(), testpeer.Echo(t).Addr()}
 	be := backends[0]
 	start := func(i int, weight string) *proc {
 		listen, adm := fmt.Sprintf("127.0.0.1:%d", ports[2*i]), fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 func plainConfig(listen, backend string, extra string) string {
@@ -41,8 +43,8 @@ pools:
 // under strace during a 32 MiB transfer and count the bytes splice(2)
 // moved. A relay that copied in user space would move none.
 func TestSpliceUsedForPassthrough(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	tracedEcho(t, plainConfig(addr, startEcho(t), ""), addr, func() *net.TCPConn { return dialTCP(t, addr) })
+	addr := testpeer.FreeAddrs(t, 1)[0]
+	tracedEcho(t, plainConfig(addr, testpeer.Echo(t).Addr(), ""), addr, func() *net.TCPConn { return dialTCP(t, addr) })
 }
 
 // tracedEcho runs l4edge with yaml under strace, echoes 32 MiB through
@@ -113,7 +115,7 @@ func tracedChild(t *testing.T, pid int) int {
 // SIGTERM with an open, busy connection: it finishes within shutdown_grace,
 // new connections are refused meanwhile, and the process exits 0.
 func TestDrainOnSIGTERM(t *testing.T) {
-	slow := serveTCP(t, func(c net.Conn) {
+	slow := testpeer.Serve(t, func(c *net.TCPConn) {
 		// Stream for 1.5s after the first byte, then end.
 		// Read all the client sends ("go"): a close with unread bytes
 		// would be a reset.
@@ -129,8 +131,8 @@ func TestDrainOnSIGTERM(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}).Addr()
+	addr := testpeer.FreeAddrs(t, 1)[0]
 	p := startL4edge(t, plainConfig(addr, slow, ""), addr)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -177,8 +179,8 @@ func TestEMFILEBackoff(t *testing.T) {
 // testEMFILEBackoff runs l4edge under a descriptor limit and returns what
 // ran out first: "accept4" or the backend "socket".
 func testEMFILEBackoff(t *testing.T, limit int) string {
-	back := startEcho(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	back := testpeer.Echo(t).Addr()
+	addr := testpeer.FreeAddrs(t, 1)[0]
 	cfg := writeConfig(t, plainConfig(addr, back, ""))
 	// Go raises the soft limit to the hard one at start, so lower both.
 	cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" run -config "$1"`, limit), filepath.Join(binDir, "l4edge"), cfg)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // fdList names what each of pid's descriptors refers to.
@@ -39,7 +39,7 @@ func fdsBackTo(t *testing.T, pid, base int) (int, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	for {
-		n := l4test.ProcFDs(t, pid)
+		n := testpeer.ProcFDs(t, pid)
 		if n <= base || time.Since(start) > 5*time.Second {
 			return n, time.Since(start)
 		}
@@ -88,8 +88,8 @@ func hostileBytes(r *rand.Rand, hello []byte) []byte {
 // the baseline within 5 s and its RSS within 20 MB of where it started.
 func TestRandomBytesFlood(t *testing.T) {
 	const conns, workers = 2000, 50
-	echo := startEcho(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	echo := testpeer.Echo(t).Addr()
+	addr := testpeer.FreeAddrs(t, 1)[0]
 	l4 := startL4edge(t, fmt.Sprintf(`
 log: {level: info, format: json}
 listeners:
@@ -103,7 +103,7 @@ pools:
   p: {backends: [{address: %s}]}
 `, addr, echo), addr)
 	pid := l4.cmd.Process.Pid
-	hello := l4test.ClientHello(t, &tls.Config{ServerName: "a.test"})
+	hello := testpeer.ClientHello(t, &tls.Config{ServerName: "a.test"})
 	// Fill the event loops' pipe caches (bounded, kept for reuse) as the
 	// flood's routed connections will, before the baseline: 50 at once
 	// relaying a hello and 20 KiB after it.
@@ -119,7 +119,7 @@ pools:
 	echoHello(t, addr, hello)
 	time.Sleep(200 * time.Millisecond)
 	logs0 := len(l4.accessLogs())
-	fd0, rss0 := l4test.ProcFDs(t, pid), l4test.ProcRSS(t, pid)
+	fd0, rss0 := testpeer.ProcFDs(t, pid), testpeer.ProcRSS(t, pid)
 	fdList0 := fdList(pid)
 
 	seed := uint64(time.Now().UnixNano())
@@ -167,7 +167,7 @@ pools:
 	peakFDs := <-peak
 	took := time.Since(start)
 	fd1, back := fdsBackTo(t, pid, fd0)
-	rss1 := l4test.ProcRSS(t, pid)
+	rss1 := testpeer.ProcRSS(t, pid)
 	if fd1 > fd0 {
 		t.Logf("descriptors before: %v\nafter: %v", fdList0, fdList(pid))
 	}
@@ -223,7 +223,7 @@ func sendHostile(addr string, b []byte) (time.Duration, bool) {
 // l4edge's descriptors come back.
 func TestBackendKilledUnderOpenConnections(t *testing.T) {
 	const open = 100 // round robin: 50 on each backend
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	victimAddr, otherAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	victim := startProc(t, filepath.Join(binDir, "wsecho"), "-listen", victimAddr, "-name", "victim")
 	startProc(t, filepath.Join(binDir, "wsecho"), "-listen", otherAddr, "-name", "other")
@@ -259,7 +259,7 @@ func TestBackendKilledUnderOpenConnections(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
-	fd0, rss0 := l4test.ProcFDs(t, pid), l4test.ProcRSS(t, pid)
+	fd0, rss0 := testpeer.ProcFDs(t, pid), testpeer.ProcRSS(t, pid)
 	logs0 := len(l4.accessLogs())
 
 	conns := make([]net.Conn, open)
@@ -274,7 +274,7 @@ func TestBackendKilledUnderOpenConnections(t *testing.T) {
 		}
 		conns[i] = c
 	}
-	fdOpen := l4test.ProcFDs(t, pid)
+	fdOpen := testpeer.ProcFDs(t, pid)
 
 	// Every connection keeps echoing, 10ms apart, through the kill.
 	var killedAt atomic.Int64
@@ -390,7 +390,7 @@ func TestBackendKilledUnderOpenConnections(t *testing.T) {
 		c.Close()
 	}
 	fd1, back := fdsBackTo(t, pid, fd0)
-	rss1 := l4test.ProcRSS(t, pid)
+	rss1 := testpeer.ProcRSS(t, pid)
 	report := fmt.Sprintf("SIGKILL of a backend holding %d of %d echoing connections: %d closed (reasons %v), slowest %s after the kill; the other %d intact (%d round trips in the second after the kill); 20 new connections, slowest %s; descriptors %d before, %d with %d open, %d after %s; RSS %.1f MB before, %.1f MB after",
 		open/2, open, ended, reasons, slowest.Round(time.Millisecond), open-ended, survivorTrips, newSlowest.Round(time.Millisecond),
 		fd0, fdOpen, open, fd1, back.Round(time.Millisecond), float64(rss0)/1e6, float64(rss1)/1e6)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/l4edge/l4edge/l4/l4test"
 )
 
 // binDir holds l4edge and wsecho built once for the package's tests.
@@ -188,22 +185,6 @@ func (p *proc) accessLogs() []map[string]any {
 	return out
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int { return freePorts(t, 1)[0] }
-
-// freePorts returns n distinct free loopback ports (l4test.Refusing).
-// Separate freePort calls can return the same port (the kernel may hand a
-// just-closed one out again) when nothing binds the first before the
-// second is drawn.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i, a := range l4test.Refusing(t, n) {
-		ports[i] = int(netip.MustParseAddrPort(a).Port())
-	}
-	return ports
-}
-
 // writeConfig writes a YAML file into the test's temp dir.
 func writeConfig(t *testing.T, yaml string) string {
 	t.Helper()
@@ -235,42 +216,6 @@ func waitListening(t *testing.T, addr string, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s not accepting within %s", addr, timeout)
-}
-
-// serveTCP runs handle for every connection to a listener on 127.0.0.1:0
-// until the test ends, and returns the listener's address.
-func serveTCP(t *testing.T, handle func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
-// startEcho runs a TCP echo backend in the test process.
-func startEcho(t *testing.T) string {
-	t.Helper()
-	return serveTCP(t, func(c net.Conn) {
-		_, _ = io.Copy(c, c)
-		_ = c.(*net.TCPConn).CloseWrite()
-	})
 }
 
 // echoRoundTrip sends b through addr and checks it comes back.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // Three wsecho backends behind websocket health checks. One is killed while
@@ -18,7 +20,9 @@ import (
 // and no client sees an error. Restarted, it is healthy after rise passes
 // and gets traffic again.
 func TestKillBackendUnderLoad(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 4) // three backends and l4edge
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[3])
+	ports = ports[:3]
 	backends := make([]*proc, 3)
 	startBackend := func(i int) {
 		backends[i] = startProc(t, filepath.Join(binDir, "wsecho"), "-listen", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-name", fmt.Sprintf("b%d", i))
@@ -27,7 +31,6 @@ func TestKillBackendUnderLoad(t *testing.T) {
 	for i := range backends {
 		startBackend(i)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	var addrs []string
 	for _, p := range ports {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
@@ -102,7 +105,7 @@ func TestCloseOnUnhealthy(t *testing.T) {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testpeer.FreeAddrs(t, 1)[0]
 	l4 := startL4edge(t, fmt.Sprintf(`
 log: {level: info, format: json}
 listeners:

@@ -3,11 +3,12 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // dialMPTCP connects as an MPTCP client would:
@@ -28,8 +29,8 @@ func dialMPTCP(t *testing.T, addr string) *net.TCPConn {
 // ways it is echoed 32 MiB with half-close, and the relay still splices.
 func TestMultipathListeners(t *testing.T) {
 	probe := func(t *testing.T, multipath bool) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		yaml := plainConfig(addr, startEcho(t), "")
+		addr := testpeer.FreeAddrs(t, 1)[0]
+		yaml := plainConfig(addr, testpeer.Echo(t).Addr(), "")
 		if multipath {
 			yaml = strings.Replace(yaml, "    listen: "+addr+"\n", "    listen: "+addr+"\n    multipath: true\n", 1)
 		}

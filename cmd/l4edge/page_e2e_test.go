@@ -20,6 +20,7 @@ import (
 
 	"github.com/l4edge/l4edge/admin"
 	"github.com/l4edge/l4edge/admin/browsertest"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // backendState reads one backend's state from GET /status.
@@ -56,7 +57,7 @@ func pageState(pool, backend string) string {
 // accepted); another site's page cannot drain; a screenshot is a real image.
 func TestStatusPageInBrowser(t *testing.T) {
 	ctx := browsertest.Start(t, 2*time.Minute)
-	ports := freePorts(t, 6)
+	ports := testpeer.FreePorts(t, 6)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	backends := []string{addr(0), addr(1), addr(2)}
 	procs := make([]*proc, 3)

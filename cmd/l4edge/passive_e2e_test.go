@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // iperf3 uploads through l4edge five times in a row: its data stream never
@@ -25,7 +25,7 @@ func TestIperf3UploadKeepsBackendHealthy(t *testing.T) {
 	if err != nil {
 		t.Skip("SKIPPED LOUDLY: iperf3 not installed; `make test` installs it (apt-get install iperf3)")
 	}
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	backend := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	// No readiness probe connects through to iperf3 -s: it serves one
 	// test at a time, and a probe is a test it is still tearing down
@@ -101,18 +101,18 @@ func lastLine(out, with string) string {
 // and no client is refused.
 func TestResetAfterRequestIsNotAFailure(t *testing.T) {
 	var n atomic.Int64
-	backend := serveTCP(t, func(c net.Conn) {
+	backend := testpeer.Serve(t, func(c *net.TCPConn) {
 		buf := make([]byte, 5)
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
 		if n.Add(1)%10 == 0 {
-			_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
+			_ = c.SetLinger(0) // close sends RST
 			return
 		}
 		_, _ = c.Write(buf)
-	})
-	ports := freePorts(t, 2)
+	}).Addr()
+	ports := testpeer.FreePorts(t, 2)
 	addr, admin := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	l4 := startL4edge(t, edgeConfig(addr, admin, "    passive_fall: 1\n", backend), addr)
 	served, reset := 0, 0 // reset: connections the backend cut
@@ -152,8 +152,8 @@ func TestResetAfterRequestIsNotAFailure(t *testing.T) {
 // in /status and /metrics) and keeps trying it, so the first connection
 // after it comes back is served and brings it back.
 func TestRefusingBackendOutAfterThreeThenBack(t *testing.T) {
-	backend := l4test.Refusing(t, 1)[0]
-	ports := freePorts(t, 2)
+	backend := testpeer.Refusing(t, 1)[0]
+	ports := testpeer.FreePorts(t, 2)
 	addr, admin := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	l4 := startL4edge(t, edgeConfig(addr, admin, "    connect_attempts: 1\n    passive_cooldown: 1h\n", backend), addr)
 	failures := func() int { return l4.countLog(`"close":"dial_failed"`) }

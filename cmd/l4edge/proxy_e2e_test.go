@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/internal/proxyproto"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // needBinary skips loudly when a Debian package is missing; `make test`
@@ -27,17 +28,6 @@ func needBinary(t *testing.T, name, pkg string) string {
 	return p
 }
 
-// dialFrom connects to addr from a chosen loopback source address.
-func dialFrom(t *testing.T, src, addr string) *net.TCPConn {
-	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.(*net.TCPConn)
-}
-
 // nginx as a backend with `listen ... proxy_protocol` logs the address
 // l4edge sends, for v1 and v2: it is the test client's.
 func TestNginxBackendSeesClientAddress(t *testing.T) {
@@ -45,7 +35,8 @@ func TestNginxBackendSeesClientAddress(t *testing.T) {
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
 			dir := t.TempDir()
-			nport := freePort(t)
+			ports := testpeer.FreePorts(t, 2)
+			nport := ports[0]
 			conf := fmt.Sprintf(`
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
@@ -69,7 +60,7 @@ stream {
 			startProc(t, nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 			waitListening(t, fmt.Sprintf("127.0.0.1:%d", nport), 10*time.Second)
 
-			addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 			startL4edge(t, fmt.Sprintf(`
 log: {level: info, format: json}
 listeners:
@@ -81,7 +72,7 @@ pools:
     proxy_protocol: %s
     backends: [{address: "127.0.0.1:%d"}]
 `, addr, version, nport), addr)
-			c := dialFrom(t, "127.0.0.3", addr)
+			c := testpeer.DialFrom(t, "127.0.0.3", addr)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			reply, err := io.ReadAll(c)
@@ -112,15 +103,16 @@ func TestHAProxyInFront(t *testing.T) {
 	for _, send := range []string{"send-proxy-v2", "send-proxy"} {
 		t.Run(send, func(t *testing.T) {
 			headers := make(chan *proxyproto.Header, 16)
-			backendAddr := serveTCP(t, func(c net.Conn) {
+			backendAddr := testpeer.Serve(t, func(c *net.TCPConn) {
 				h, err := proxyproto.Read(c)
 				if err != nil {
 					return
 				}
 				headers <- h
 				_, _ = io.Copy(c, c)
-			})
-			l4addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			}).Addr()
+			ports := testpeer.FreePorts(t, 2)
+			l4addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 			l4 := startL4edge(t, fmt.Sprintf(`
 log: {level: info, format: json}
 listeners:
@@ -133,7 +125,7 @@ pools:
     proxy_protocol: v2
     backends: [{address: "%s"}]
 `, l4addr, backendAddr), l4addr)
-			hport := freePort(t)
+			hport := ports[1]
 			dir := t.TempDir()
 			cfg := fmt.Sprintf(`
 global
@@ -155,7 +147,7 @@ backend be
 			startProc(t, haproxy, "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
 			waitListening(t, fmt.Sprintf("127.0.0.1:%d", hport), 10*time.Second)
 
-			c := dialFrom(t, "127.0.0.2", fmt.Sprintf("127.0.0.1:%d", hport))
+			c := testpeer.DialFrom(t, "127.0.0.2", fmt.Sprintf("127.0.0.1:%d", hport))
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			_, _ = c.Write([]byte("ping"))

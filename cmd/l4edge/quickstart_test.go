@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // The quickstart as a user runs it: examples/quickstart.yaml in front of
@@ -24,7 +26,7 @@ func TestQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	edge, b1, b2 := ports[0], ports[1], ports[2]
 	cfg := strings.NewReplacer(
 		"127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", edge),

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/admin"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // getJSON decodes GET url into v.
@@ -36,7 +37,7 @@ func getJSON(t *testing.T, url string, v any) {
 // listeners, all on the same configuration but their addresses.
 func cluster3(t *testing.T, p *pebble, tlsPort int, redisAddr string, names []string, onDemand string) (addrs, admins []string, procs []*proc) {
 	t.Helper()
-	for i, port := range freePorts(t, 3) {
+	for i, port := range testpeer.FreePorts(t, 3) {
 		addr := fmt.Sprintf("127.0.0.%d:%d", i+1, tlsPort)
 		adm := fmt.Sprintf("127.0.0.1:%d", port)
 		addrs, admins = append(addrs, addr), append(admins, adm)

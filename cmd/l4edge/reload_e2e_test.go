@@ -18,7 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 func reloadConfig(addr string, backends []string, route string) string {
@@ -43,14 +43,14 @@ pools:
 // pool and a changed route): no new connection fails, no held one drops,
 // and each still echoes afterwards. A bad file is refused and changes nothing.
 func TestReloadUnderLoad(t *testing.T) {
+	addrs := testpeer.FreeAddrs(t, 4) // three backends and l4edge
 	var backends []string
-	for i := range 3 {
-		b := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	for i, b := range addrs[:3] {
 		startProc(t, filepath.Join(binDir, "wsecho"), "-listen", b, "-name", fmt.Sprintf("b%d", i))
 		waitListening(t, b, 10*time.Second)
 		backends = append(backends, b)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := addrs[3]
 	path := filepath.Join(t.TempDir(), "l4edge.yaml")
 	write := func(s string) {
 		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
@@ -153,9 +153,9 @@ func TestReloadUnderLoad(t *testing.T) {
 // pool's health state survives a reload of an unrelated route; POST /reload
 // on the admin API reloads like SIGHUP.
 func TestReloadRemovesListenerKeepsHealth(t *testing.T) {
-	echo := startEcho(t)
-	dead := l4test.Blackhole(t) // SYNs unanswered: each check takes its whole timeout
-	ports := freePorts(t, 3)
+	echo := testpeer.Echo(t).Addr()
+	dead := testpeer.Blackhole(t) // SYNs unanswered: each check takes its whole timeout
+	ports := testpeer.FreePorts(t, 3)
 	a := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	b := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])

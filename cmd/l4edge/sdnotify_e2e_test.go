@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // notifySocket listens on a unixgram socket as systemd does for NOTIFY_SOCKET.
@@ -72,10 +74,10 @@ func monotonicUsec(t *testing.T) int64 {
 func TestSdNotify(t *testing.T) {
 	ns := listenNotify(t)
 	const n = 100
-	ports := freePorts(t, n+1)
+	ports := testpeer.FreePorts(t, n+1)
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", ports[n])
 	var listeners []string
-	yaml := fmt.Sprintf("log: {level: info, format: json}\nadmin: {listen: %s}\npools: {p: {backends: [{address: %s}]}}\nlisteners:\n", adminAddr, startEcho(t))
+	yaml := fmt.Sprintf("log: {level: info, format: json}\nadmin: {listen: %s}\npools: {p: {backends: [{address: %s}]}}\nlisteners:\n", adminAddr, testpeer.Echo(t).Addr())
 	for i := range n {
 		listeners = append(listeners, fmt.Sprintf("127.0.0.1:%d", ports[i]))
 		yaml += fmt.Sprintf("  - {name: l%d, listen: %s, routes: [{name: all, pool: p}]}\n", i, listeners[i])
@@ -147,12 +149,12 @@ func TestSdNotify(t *testing.T) {
 
 // A NOTIFY_SOCKET nobody listens on is logged and l4edge serves anyway.
 func TestSdNotifySocketMissing(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testpeer.FreeAddrs(t, 1)[0]
 	cmd := exec.Command(filepath.Join(binDir, "l4edge"), "run", "-config", writeConfig(t, fmt.Sprintf(`
 log: {level: info, format: json}
 listeners: [{name: edge, listen: %s, routes: [{name: all, pool: p}]}]
 pools: {p: {backends: [{address: %s}]}}
-`, addr, startEcho(t))))
+`, addr, testpeer.Echo(t).Addr())))
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(t.TempDir(), "absent.sock"))
 	p := startCmd(t, cmd)
 	waitListening(t, addr, 10*time.Second)

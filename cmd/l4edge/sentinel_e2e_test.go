@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/l4edge/l4edge/admin"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -35,7 +36,7 @@ func TestSentinelFailover(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	ports := freePorts(t, 3)
+	ports := testpeer.FreePorts(t, 3)
 	p := startPebble(t, ports[0], ports[1])
 	addr, adm := fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])
 	extra := "      sentinel: {master_name: certs, addresses: [" + strings.Join(sentinels, ", ") + "]}"

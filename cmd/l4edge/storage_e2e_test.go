@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/tlsterm/redisstore/redistest"
 )
 
@@ -89,7 +89,7 @@ func writeSecret(t *testing.T, secret string) string {
 // Bad Redis settings stop run at start with an error naming Redis, the
 // address and the cause, never the password.
 func TestRedisBadStart(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := testpeer.FreePorts(t, 2)
 	p := startPebble(t, ports[0], ports[1])
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	srv := redistest.Start(t, redistest.Options{Password: "the-right-one"})
@@ -110,14 +110,14 @@ func TestRedisBadStart(t *testing.T) {
 		l.wait(15 * time.Second)
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		gone := l4test.Refusing(t, 1)[0]
+		gone := testpeer.Refusing(t, 1)[0]
 		out := runFails(t, redisConfig(p, addr, "", gone, "", []string{"a.test"}, ""), 20*time.Second)
 		if !containsAll(out, "redis "+gone, "connection refused") {
 			t.Fatalf("unclear error:\n%s", out)
 		}
 	})
 	t.Run("no answer", func(t *testing.T) {
-		hole := l4test.Blackhole(t)
+		hole := testpeer.Blackhole(t)
 		out := runFails(t, redisConfig(p, addr, "", hole, "      timeout: 500ms", []string{"a.test"}, ""), 20*time.Second)
 		if !containsAll(out, "redis "+hole, "timeout", "Redis did not answer") {
 			t.Fatalf("unclear error:\n%s", out)
@@ -161,7 +161,7 @@ func TestRedisBadStart(t *testing.T) {
 // bytes that are no PEM) makes l4edge obtain the certificate again; it
 // does not crash.
 func TestRedisGarbageKey(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := testpeer.FreePorts(t, 2)
 	p := startPebble(t, ports[0], ports[1])
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	srv := redistest.Start(t, redistest.Options{})

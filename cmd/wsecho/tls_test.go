@@ -2,59 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
-// writeTestCert writes a self-signed certificate for localhost and its key
-// as PEM files and returns their paths and a pool trusting it.
-func writeTestCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return certFile, keyFile, pool
-}
-
 func TestTLSEcho(t *testing.T) {
-	certFile, keyFile, pool := writeTestCert(t)
+	certFile, keyFile, cert := testpeer.CertFiles(t, t.TempDir(), "localhost")
 	if _, err := listenOn("127.0.0.1:0", certFile, ""); err == nil || !strings.Contains(err.Error(), "-key") {
 		t.Fatalf("cert without key: %v", err)
 	}
@@ -63,7 +24,7 @@ func TestTLSEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serveOn(t, ln, "tls1")
-	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	cfg := &tls.Config{RootCAs: cert.Pool, ServerName: "localhost"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 
 	"github.com/l4edge/l4edge/l4/closereason"
 )
@@ -93,7 +93,7 @@ func clientFD(t testing.TB, ln *net.TCPListener) (int, *net.TCPConn) {
 func TestConnectingRetriesThenRelays(t *testing.T) {
 	r := newRelay(t)
 	front, back := listen(t), listen(t)
-	refusedAddr := l4test.Refusing(t, 1)[0]
+	refusedAddr := testpeer.Refusing(t, 1)[0]
 	cfd, client := clientFD(t, front)
 	if _, err := client.Write([]byte("early ")); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestConnectingRetriesThenRelays(t *testing.T) {
 // the client's socket is closed.
 func TestConnectTimeoutThenGiveUp(t *testing.T) {
 	r := newRelay(t)
-	hole := l4test.Blackhole(t)
+	hole := testpeer.Blackhole(t)
 	cfd, client := clientFD(t, listen(t))
 	sc := newScripted()
 	start := time.Now()

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
@@ -196,13 +197,13 @@ func TestIdleFlowsCostTwoDescriptors(t *testing.T) {
 	ln := listen(t)
 	const n = 200
 	g0 := runtime.NumGoroutine()
-	f0 := countFDs(t)
+	f0 := testpeer.OpenFDs(t)
 	pairs := make([]*pair, 0, n)
 	for range n {
 		pairs = append(pairs, newPair(t, r, ln, 0))
 	}
 	// The test holds the two far ends of each pair; the relay the two middles.
-	if got := countFDs(t) - f0; got != 4*n {
+	if got := testpeer.OpenFDs(t) - f0; got != 4*n {
 		t.Fatalf("%d descriptors for %d flows, want %d (2 relay + 2 test ends each)", got, n, 4*n)
 	}
 	if g := runtime.NumGoroutine(); g > g0+5 {
@@ -217,10 +218,10 @@ func TestIdleFlowsCostTwoDescriptors(t *testing.T) {
 	}
 	r.Close() // releases the loops' cached pipes too
 	deadline := time.Now().Add(3 * time.Second)
-	for countFDs(t) > f0 && time.Now().Before(deadline) {
+	for testpeer.OpenFDs(t) > f0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := countFDs(t); got > f0 {
+	if got := testpeer.OpenFDs(t); got > f0 {
 		t.Fatalf("descriptors %d -> %d after every flow ended", f0, got)
 	}
 }
@@ -264,14 +265,6 @@ func TestFairness(t *testing.T) {
 			t.Fatalf("round trip %d took %s beside a busy flow", i, el)
 		}
 	}
-}
-
-func countFDs(t testing.TB) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // Flows of many sizes, each ended by a FIN: an EOF read on the last splice

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l4edge/l4edge/internal/testpeer"
 	"github.com/l4edge/l4edge/l4/closereason"
-	"github.com/l4edge/l4edge/l4/l4test"
 	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
@@ -83,7 +83,8 @@ func start(t *testing.T, m mode, idle time.Duration) *relayed {
 // client on peer and returns both ends.
 func handshake(t *testing.T, proxy, peer *net.TCPConn) (server, client *tls.Conn) {
 	t.Helper()
-	cert, roots := l4test.SelfSigned(t, "relay.test")
+	pc := testpeer.Cert(t, "relay.test")
+	cert, roots := pc.TLS, pc.Pool
 	server = Server(proxy, &tls.Config{Certificates: []tls.Certificate{cert}})
 	client = tls.Client(peer, &tls.Config{ServerName: "relay.test", RootCAs: roots})
 	deadline := time.Now().Add(5 * time.Second)
@@ -203,9 +204,9 @@ func TestRelayIdleTimeout(t *testing.T) {
 			go echo(quiet.backend)
 			go echo(busy.backend)
 			last := time.Now() // before the quiet connection's last byte
-			l4test.EchoOnce(t, quiet.client, "x")
+			testpeer.EchoOnce(t, quiet.client, "x")
 			for time.Since(last) < 3*idle {
-				l4test.EchoOnce(t, busy.client, "ping")
+				testpeer.EchoOnce(t, busy.client, "ping")
 				time.Sleep(idle / 4)
 			}
 			res := quiet.result(t, 2*time.Second)
@@ -220,7 +221,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 				t.Fatalf("busy connection ended: %+v", res)
 			default:
 			}
-			l4test.EchoOnce(t, busy.client, "still here")
+			testpeer.EchoOnce(t, busy.client, "still here")
 		})
 	}
 }
@@ -231,7 +232,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 func TestParkedClose(t *testing.T) {
 	r := start(t, mode{"terminated/parked", true, true}, 0)
 	go echo(r.backend)
-	l4test.EchoOnce(t, r.client, "hello")
+	testpeer.EchoOnce(t, r.client, "hello")
 	r.parked.Close()
 	r.parked.Close()
 	_ = r.client.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -264,5 +265,5 @@ func TestParkRefusedThenRelay(t *testing.T) {
 	}
 	go echo(peerB)
 	rl.Relay(front, back, 0, done)
-	l4test.EchoOnce(t, client, "after the refusal")
+	testpeer.EchoOnce(t, client, "after the refusal")
 }

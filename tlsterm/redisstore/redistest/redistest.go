@@ -6,15 +6,8 @@ package redistest
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -25,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l4edge/l4edge/l4/l4test"
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // Options configure one redis-server.
@@ -72,7 +65,7 @@ func Binary(t testing.TB) string {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	Binary(t)
-	s := &Server{t: t, Addr: l4test.Refusing(t, 1)[0], opts: opts, dir: t.TempDir()}
+	s := &Server{t: t, Addr: testpeer.Refusing(t, 1)[0], opts: opts, dir: t.TempDir()}
 	if opts.TLS {
 		s.writeCert()
 	}
@@ -229,27 +222,9 @@ func (s *Server) dial(timeout time.Duration) (net.Conn, error) {
 
 // writeCert writes a self-signed certificate for redis.test and 127.0.0.1.
 func (s *Server) writeCert() {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var err error
+	s.CAFile, s.keyFile, err = testpeer.Cert(s.t, "redis.test", "127.0.0.1").WriteFiles(s.dir, "redis.crt", "redis.key")
 	if err != nil {
 		s.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redis.test"},
-		DNSNames: []string{"redis.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.CAFile, s.keyFile = filepath.Join(s.dir, "redis.crt"), filepath.Join(s.dir, "redis.key")
-	for f, b := range map[string]*pem.Block{s.CAFile: {Type: "CERTIFICATE", Bytes: der}, s.keyFile: {Type: "PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(f, pem.EncodeToMemory(b), 0o600); err != nil {
-			s.t.Fatal(err)
-		}
 	}
 }
