@@ -16,7 +16,7 @@
 //	terminate  terminate.go      the TLS handshake, when the route terminates
 //	connect    connect.go        balancer.Attempts: retries, passive failures;
 //	                             PROXY header out (connect_preamble.go)
-//	relay      relay_stage.go    conn.handOff gives the sockets to the event loop
+//	relay      relay.go          conn.handOff gives the sockets to the event loop
 //	                             (relayloop) or the TLS relay
 //	end        end.go            passive health verdict, access record
 //	                             (accesslog.go), metrics
