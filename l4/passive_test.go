@@ -36,7 +36,7 @@ func TestPassiveHealthRule(t *testing.T) {
 		client         func(t *testing.T, addr string, silent bool)
 	}{
 		{"plain, in-loop connect", "raw", config.Route{Name: "raw", Pool: "p"}, func(t *testing.T, addr string, silent bool) {
-			c := dialT(t, addr)
+			c := testpeer.Dial(t, addr)
 			if !silent {
 				_, _ = c.Write([]byte("hello"))
 			}
@@ -44,7 +44,7 @@ func TestPassiveHealthRule(t *testing.T) {
 			c.Close()
 		}},
 		{"passthrough", "tls", config.Route{Name: "pass", Pool: "p", Match: &config.Match{SNI: []string{"pass.test"}}}, func(t *testing.T, addr string, _ bool) {
-			c := dialT(t, addr)
+			c := testpeer.Dial(t, addr)
 			_, _ = c.Write(hello)
 			_, _ = readAllTimeout(c, 3*time.Second)
 			c.Close()
@@ -96,13 +96,4 @@ func TestPassiveHealthRule(t *testing.T) {
 			})
 		}
 	}
-}
-
-func dialT(t *testing.T, addr string) *net.TCPConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.(*net.TCPConn)
 }

@@ -44,7 +44,7 @@ pools:
 // moved. A relay that copied in user space would move none.
 func TestSpliceUsedForPassthrough(t *testing.T) {
 	addr := testpeer.FreeAddrs(t, 1)[0]
-	tracedEcho(t, plainConfig(addr, testpeer.Echo(t).Addr(), ""), addr, func() *net.TCPConn { return dialTCP(t, addr) })
+	tracedEcho(t, plainConfig(addr, testpeer.Echo(t).Addr(), ""), addr, func() *net.TCPConn { return testpeer.Dial(t, addr) })
 }
 
 // tracedEcho runs l4edge with yaml under strace, echoes 32 MiB through

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l4edge/l4edge/internal/testpeer"
 )
 
 // binDir holds l4edge and wsecho built once for the package's tests.
@@ -221,17 +223,7 @@ func waitListening(t *testing.T, addr string, timeout time.Duration) {
 // echoRoundTrip sends b through addr and checks it comes back.
 func echoRoundTrip(t *testing.T, addr string, b []byte) {
 	t.Helper()
-	echoOver(t, dialTCP(t, addr), b)
-}
-
-// dialTCP connects to addr within 2 s.
-func dialTCP(t *testing.T, addr string) *net.TCPConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.(*net.TCPConn)
+	echoOver(t, testpeer.Dial(t, addr), b)
 }
 
 // echoOver sends b on c, half-closes it and wants b back before EOF; it

@@ -117,7 +117,7 @@ func TestResetAfterRequestIsNotAFailure(t *testing.T) {
 	l4 := startL4edge(t, edgeConfig(addr, admin, "    passive_fall: 1\n", backend), addr)
 	served, reset := 0, 0 // reset: connections the backend cut
 	for i := range 100 {
-		c := dialTCP(t, addr)
+		c := testpeer.Dial(t, addr)
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		_, _ = c.Write([]byte("hello"))
 		got, err := io.ReadAll(c)
@@ -159,7 +159,7 @@ func TestRefusingBackendOutAfterThreeThenBack(t *testing.T) {
 	failures := func() int { return l4.countLog(`"close":"dial_failed"`) }
 	fail := func() {
 		want := failures() + 1
-		c := dialTCP(t, addr)
+		c := testpeer.Dial(t, addr)
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		if got, _ := io.ReadAll(c); len(got) != 0 {
 			t.Fatalf("connection %d to a refusing backend got %q", want, got)

@@ -21,3 +21,13 @@ func EchoOnce(t testing.TB, c net.Conn, msg string) {
 	}
 	_ = c.SetDeadline(time.Time{})
 }
+
+// Dial connects to addr within 2 seconds and fails the test otherwise.
+func Dial(t testing.TB, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn)
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync/atomic"
@@ -95,15 +96,21 @@ func (r *Relayer) Park(loops *relayloop.Relay, client, backend Leg, idle time.Du
 	}
 	p.st.pending.Store(2)
 	if idle > 0 {
-		p.timer = time.AfterFunc(idle, p.checkIdle)
+		// Assigned before it can fire: checkIdle and finish read it.
+		p.timer = time.AfterFunc(time.Duration(math.MaxInt64), p.checkIdle)
+		p.timer.Reset(idle)
 	}
 	for i := range p.dirs {
 		d := &p.dirs[i]
 		if err := d.withFD(d.watch.Add); err != nil {
 			// Nothing ran yet on this direction; the one registered
-			// before it ends through Close.
-			d.state.Store(dirEnded)
-			d.finish(err)
+			// before it ends through Close. Close may have ended this
+			// one already (the other direction failed, or the idle
+			// timer fired, and closed the sockets under this Add): it
+			// finishes only once.
+			if d.state.CompareAndSwap(dirParked, dirEnded) {
+				d.finish(err)
+			}
 			p.Close()
 			return p, nil
 		}

@@ -267,3 +267,13 @@ func TestParkRefusedThenRelay(t *testing.T) {
 	rl.Relay(front, back, 0, done)
 	testpeer.EchoOnce(t, client, "after the refusal")
 }
+
+// A parked relay whose idle timer fires while Park is still setting it up
+// ends once and cleanly: under -race this caught the timer being assigned
+// after it could fire. (Whether Close can also finish a direction under a
+// failing registration, which Park now tolerates, this does not force.)
+func TestParkEndsDuringRegistration(t *testing.T) {
+	for range 200 {
+		start(t, mode{"plain/parked", false, true}, time.Nanosecond).result(t, 5*time.Second)
+	}
+}
