@@ -9,7 +9,8 @@ import (
 // backends it tried, on which attempt it is, and the retry policy. It is
 // the one home of that policy: Pool.Dial drives an Attempts in a blocking
 // loop, and package l4's event-loop connect drives one across the loop's
-// completions (Next, StartConnect, then Connected or Failed).
+// completions (FirstAttempt, StartConnect, then Connected, or Resume and
+// Failed).
 //
 // The policy: each attempt goes to a backend not tried yet (the pool's
 // policy picks it; with no healthy backend the pool is in panic, see
@@ -27,15 +28,25 @@ type Attempts struct {
 	over   bool  // no attempt may follow
 }
 
-// NewAttempts begins a connection's walk through p for a client (the
-// address policies such as rendezvous hash on).
-func (p *Pool) NewAttempts(client netip.Addr) *Attempts {
+// FirstAttempt picks the backend of a connection's first attempt and
+// counts a connection to it, keeping no walk: a caller that needs state
+// only once an attempt failed (the event loop's connect, whose first
+// attempt usually works) calls Resume then, and the connection that
+// connects at once costs no allocation. nil: no backend can be tried.
+func (p *Pool) FirstAttempt(client netip.Addr) *Backend {
+	return p.next(client, nil, time.Now().UnixNano())
+}
+
+// Resume continues the walk of a connection whose first attempt, to
+// first, FirstAttempt picked; that attempt is the current one.
+func (p *Pool) Resume(client netip.Addr, first *Backend) *Attempts {
 	a := &Attempts{}
 	a.reset(p, client)
+	a.tried = append(a.tried, first)
 	return a
 }
 
-// reset prepares a for a new walk; Dial keeps its Attempts on the stack.
+// reset prepares a for a new walk.
 func (a *Attempts) reset(p *Pool, client netip.Addr) {
 	*a = Attempts{pool: p, client: client}
 }
@@ -87,7 +98,11 @@ func (a *Attempts) Failed(err error) bool {
 }
 
 // Connected records that the current attempt connected.
-func (a *Attempts) Connected() { a.pool.noteUp() }
+func (a *Attempts) Connected() { a.pool.Connected() }
+
+// Connected records that a connection's attempt connected (for a first
+// attempt made without an Attempts).
+func (p *Pool) Connected() { p.noteUp() }
 
 // Err says why the walk ended without a connection: the last attempt's
 // *DialError, or ErrNoBackend when no backend could be tried at all.

@@ -13,9 +13,10 @@ import (
 
 // Nonblocking connects, for callers that wait for completion in an event
 // loop of their own (package l4's relay loops) instead of parking a
-// goroutine in Dial. The caller drives an Attempts (attempts.go): Next
-// picks a backend, StartConnect begins the connect, and Connected or
-// Failed records the outcome. Dial is the same walk in one blocking call.
+// goroutine in Dial. The caller drives the walk of attempts.go:
+// FirstAttempt picks a backend, StartConnect begins the connect, and
+// Connected, or Resume and Failed, record the outcome. Dial is the same
+// walk in one blocking call.
 
 // ConnectWindow is how soon after its accept a backend that ends a
 // connection without taking a byte counts as having refused it: the

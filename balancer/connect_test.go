@@ -68,7 +68,7 @@ func waitConnected(t *testing.T, fd int) error {
 	return nil
 }
 
-// An Attempts with StartConnect walks a pool as Dial does: a refused
+// FirstAttempt, StartConnect and a resumed Attempts walk a pool as Dial does: a refused
 // first attempt is a passive failure with a DialError naming it, the next
 // pick skips it and connects with the options Dial sets; the last of
 // connect_attempts is not retried; a local cause ends the walk at once and
@@ -81,9 +81,8 @@ func TestStartConnectAttempts(t *testing.T) {
 	defer ln.Close()
 	dead := testpeer.Refusing(t, 1)[0]
 	p := mustPool(t, poolOf(config.PolicyRoundRobin, dead, ln.Addr().String()), Options{})
-	a := p.NewAttempts(netip.Addr{})
-	first := a.Next()
-	if first.Address != dead || first.Active() != 1 || a.Current() != first {
+	first := p.FirstAttempt(netip.Addr{})
+	if first.Address != dead || first.Active() != 1 {
 		t.Fatalf("first pick %s with %d active", first.Address, first.Active())
 	}
 	fd, err := StartConnect(first)
@@ -93,6 +92,10 @@ func TestStartConnectAttempts(t *testing.T) {
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("connect to a closed port: %v", err)
+	}
+	a := p.Resume(netip.Addr{}, first)
+	if a.Current() != first {
+		t.Fatalf("resumed walk is at %v, want the first attempt", a.Current())
 	}
 	if retry := a.Failed(err); !retry || a.Err().Error() != "dial "+dead+": connect: connection refused (pool p, attempt 1/3)" {
 		t.Fatalf("Failed: %q, retry %v", a.Err(), retry)
@@ -126,21 +129,25 @@ func TestStartConnectAttempts(t *testing.T) {
 	}
 
 	three := mustPool(t, poolOf(config.PolicyRoundRobin, testpeer.Refusing(t, 4)...), Options{})
-	w := three.NewAttempts(netip.Addr{})
-	n := 0
-	for b := w.Next(); b != nil; b = w.Next() {
-		n++
+	w := three.Resume(netip.Addr{}, three.FirstAttempt(netip.Addr{}))
+	for n := 1; ; n++ {
 		if retry := w.Failed(errors.New("x")); retry != (n < 3) {
 			t.Errorf("attempt %d of 3: retry %v", n, retry)
 		}
+		if w.Next() == nil {
+			if n != 3 {
+				t.Errorf("%d attempts in a pool of four with connect_attempts 3", n)
+			}
+			break
+		}
 	}
-	if n != 3 || !strings.Contains(w.Err().Error(), "(pool p, attempt 3/3)") {
-		t.Errorf("%d attempts in a pool of four with connect_attempts 3, last error %v", n, w.Err())
+	if !strings.Contains(w.Err().Error(), "(pool p, attempt 3/3)") {
+		t.Errorf("last error %v, want attempt 3/3", w.Err())
 	}
 
 	local := mustPool(t, poolOf(config.PolicyRoundRobin, ln.Addr().String(), dead), Options{})
-	l := local.NewAttempts(netip.Addr{})
-	b := l.Next()
+	b := local.FirstAttempt(netip.Addr{})
+	l := local.Resume(netip.Addr{}, b)
 	if l.Failed(syscall.EMFILE) || l.Next() != nil {
 		t.Error("retry offered after running out of descriptors")
 	}

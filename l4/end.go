@@ -22,12 +22,14 @@ type ending struct {
 func (e ending) ends() bool { return e.reason != "" }
 
 // endWith is the end stage of a connection a stage ended.
-func (c *conn) endWith(e ending) { c.end(relayResult{reason: e.reason, err: e.err}) }
+func (c *conn) endWith(e ending) {
+	c.end(relayloop.Result{Reason: e.reason, Err: e.err, BackendAcked: -1})
+}
 
 // end is the end stage: it releases everything, writes the access log
-// entry and reports the record. res says how the connection ended (a
-// forced close overrides its reason).
-func (c *conn) end(res relayResult) {
+// entry and reports the record. res says how the connection ended, as the
+// relays report it (a forced close overrides its reason).
+func (c *conn) end(res relayloop.Result) {
 	srv := c.l.srv
 	if c.has(connPerIP) {
 		c.l.perIP.release(c.ipKey())
@@ -36,8 +38,8 @@ func (c *conn) end(res relayResult) {
 		b.Release() // the slot the connect stage's Attempts acquired
 	}
 	c.closeSockets()
-	if res.reason == closereason.DialFailed && balancer.LocalResourceError(res.err) {
-		cause := res.err          // a copy, so that only this path allocates
+	if res.Reason == closereason.DialFailed && balancer.LocalResourceError(res.Err) {
+		cause := res.Err          // a copy, so that only this path allocates
 		c.l.starved.Store(&cause) // the accept loop backs off
 	}
 	srv.untrack(c)
@@ -48,12 +50,12 @@ func (c *conn) end(res relayResult) {
 }
 
 // record builds the connection's Record.
-func (c *conn) record(res relayResult) Record {
+func (c *conn) record(res relayloop.Result) Record {
 	r := Record{
 		ID: c.id, Listener: c.lr.cfg.Name, Client: c.client, TLS: TLSNone,
 		Start:          c.l.srv.epoch.Add(c.start),
-		BytesToBackend: int64(c.preamble) + res.toBackend, BytesToClient: res.toClient,
-		Close: res.reason, Err: res.err,
+		BytesToBackend: int64(c.preamble) + res.ToBackend, BytesToClient: res.ToClient,
+		Close: res.Reason, Err: res.Err,
 	}
 	if c.route != nil {
 		r.Route, r.Pool = c.route.name, c.route.pool.Name
@@ -82,23 +84,17 @@ func (s *Server) finish(rec *Record, accessLog bool) {
 	}
 }
 
-// relayEnded applies the passive health rule to the backend, then ends
-// the connection.
-func (c *conn) relayEnded(res relayResult) {
+// FlowEnded is told by a relay (the event loop's flow, or the TLS relay)
+// how the connection ended: it applies the passive health rule to the
+// backend, then ends the connection.
+func (c *conn) FlowEnded(res relayloop.Result) {
+	if res.Reason == closereason.DialFailed { // the in-loop connect found no backend
+		res.Reason = dialFailure(res.Err).reason
+	}
 	if b := c.backendRef.Load(); b != nil {
 		c.judgeBackend(b, &res)
 	}
 	c.end(res)
-}
-
-// FlowEnded is told by a relay (the event loop's flow, or the TLS relay)
-// how the connection ended.
-func (c *conn) FlowEnded(r relayloop.Result) {
-	res := relayResult{toBackend: r.ToBackend, toClient: r.ToClient, reason: r.Reason, err: r.Err, backendAcked: r.BackendAcked}
-	if r.Reason == closereason.DialFailed { // the in-loop connect found no backend
-		res.reason = dialFailure(r.Err).reason
-	}
-	c.relayEnded(res)
 }
 
 // judgeBackend is passive health's rule for a connection that reached its
@@ -109,20 +105,20 @@ func (c *conn) FlowEnded(r relayloop.Result) {
 // business: a reset then ends the connection with backend_reset and is
 // never a health failure. A connection that moved bytes ends a run of
 // passive failures.
-func (c *conn) judgeBackend(b *balancer.Backend, res *relayResult) {
-	delivered := res.toClient > 0 || res.backendAcked > 0
+func (c *conn) judgeBackend(b *balancer.Backend, res *relayloop.Result) {
+	delivered := res.ToClient > 0 || res.BackendAcked > 0
 	switch {
-	case res.reason != closereason.BackendClosed:
-		if delivered || res.toBackend > 0 {
+	case res.Reason != closereason.BackendClosed:
+		if delivered || res.ToBackend > 0 {
 			b.ReportSuccess()
 		}
 	case delivered:
-		if res.err != nil {
-			res.reason = closereason.BackendReset
+		if res.Err != nil {
+			res.Reason = closereason.BackendReset
 		}
 		b.ReportSuccess()
-	case res.backendAcked == 0 && (int64(c.preamble)+res.toBackend > 0 || c.age() < c.route.pool.ConnectWindow()):
-		b.ReportFailure(fmt.Errorf("backend %s %s before taking a byte: %w", b.Address, endedHow(res.err), errOrEOF(res.err)))
+	case res.BackendAcked == 0 && (int64(c.preamble)+res.ToBackend > 0 || c.age() < c.route.pool.ConnectWindow()):
+		b.ReportFailure(fmt.Errorf("backend %s %s before taking a byte: %w", b.Address, endedHow(res.Err), errOrEOF(res.Err)))
 	}
 }
 
