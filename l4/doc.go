@@ -17,7 +17,8 @@
 //	connect    connect.go        balancer.Attempts: retries, passive failures;
 //	                             PROXY header out (connect_preamble.go)
 //	relay      relay.go          conn.handOff gives the sockets to the event loop
-//	                             (relayloop) or the TLS relay
+//	                             (relayloop; terminated TLS too, opened and
+//	                             sealed there) or, when it refuses, the TLS relay
 //	end        end.go            passive health verdict, access record
 //	                             (accesslog.go), metrics
 //

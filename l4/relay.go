@@ -12,21 +12,25 @@ import (
 )
 
 // relay is the relay stage of the full path. Two plain sockets go to an
-// event loop (splice, no goroutine); a terminated TLS leg goes to the TLS
-// relay, parked in the event loops while idle, or in goroutines of its
-// own when no loop can take it. The relay then owns the connection and
+// event loop (splice, no goroutine), and so does a terminated TLS leg, its
+// records opened and sealed in the loop (tlsrelay.StartInLoop); when no
+// loop can take it, the TLS relay parks it in the event loops while idle,
+// or runs it in goroutines of its own. The relay then owns the connection and
 // ends it: relay always returns the zero ending.
 func (s *Server) relay(c *conn, front tlsrelay.Leg, backend *net.TCPConn) ending {
 	idle := c.route.pool.Config.IdleTimeout
 	if s.loops != nil {
+		var err error
 		if client := c.clientConn.Load(); front.Conn == net.Conn(client) {
-			err := s.loops.Start(&c.flow, client, backend, idle, c)
-			if err == nil {
-				c.handOff(nil)
-				return ending{}
-			}
-			s.log.Debug("event loop refused a connection; relaying in its goroutine", zap.Error(err))
+			err = s.loops.Start(&c.flow, client, backend, idle, c)
+		} else {
+			err = s.relayer.StartInLoop(s.loops, &c.flow, front, backend, idle, c)
 		}
+		if err == nil {
+			c.handOff(nil)
+			return ending{}
+		}
+		s.log.Debug("event loop refused a connection; relaying otherwise", zap.Error(err))
 		p, err := s.relayer.Park(s.loops, front, tlsrelay.Leg{Conn: backend, TCP: backend}, idle, c.FlowEnded)
 		if err == nil {
 			c.handOff(p)

@@ -69,6 +69,10 @@ type replayConn struct {
 	buf []byte
 }
 
+// Buffered is how many replayed bytes are still to be read: the event
+// loop can take the connection over only when none are.
+func (r *replayConn) Buffered() int { return len(r.buf) }
+
 // Read returns the replayed bytes first.
 func (r *replayConn) Read(p []byte) (int, error) {
 	if len(r.buf) > 0 {

@@ -57,7 +57,7 @@ func echoOnce(t *testing.T, c *tls.Conn, msg string) {
 // each proven with two echoes, add one goroutine each in total (the test
 // backend's handler), where the goroutine relay adds two more per
 // connection.
-func TestIdleTerminatedConnectionsParkWithoutGoroutines(t *testing.T) {
+func TestIdleTerminatedConnectionsHoldNoGoroutine(t *testing.T) {
 	_, addr, roots := startTerminated(t, testpeer.EchoHandler, 0)
 	echoOnce(t, dialTerm(t, addr, roots), "warm up")
 	time.Sleep(100 * time.Millisecond)
@@ -134,9 +134,9 @@ func TestTerminatedIdleTimeout(t *testing.T) {
 	echoOnce(t, busy, "still here")
 }
 
-// Shutdown closes parked terminated connections once the grace is over,
+// Shutdown closes terminated connections in the event loops once the grace is over,
 // with close reason shutdown, and leaves no goroutine or descriptor.
-func TestShutdownClosesParkedConnections(t *testing.T) {
+func TestShutdownClosesTerminatedConnections(t *testing.T) {
 	cert, roots := selfSigned(t, "term.test")
 	be := testpeer.Echo(t)
 	check := testpeer.LeakCheck(t)

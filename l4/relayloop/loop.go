@@ -67,7 +67,9 @@ type loop struct {
 	epfdClosed bool
 
 	// Loop-goroutine state.
-	buf     []byte // copyIn's buffer, shared by the loop's flows
+	buf     []byte    // copyIn's buffer, shared by the loop's flows
+	sbuf    []byte    // sessionIn's buffer, made with the first session flow
+	outs    []*[]byte // free buffers for sealed bytes (see session.Write)
 	pipes   []*pipe
 	bigN    int // big pipes open, free or in use
 	pending []*Flow

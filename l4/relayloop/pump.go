@@ -37,7 +37,13 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 	src, dst := f.fds[d], f.fds[1-d]
 	for spent := 0; ; spent++ {
 		if spent == l.budget {
-			return ds.hasWork()
+			return f.hasWork(d)
+		}
+		if d == 1 && f.sess.pendingOut() {
+			if !l.flushOut(f) {
+				return false
+			}
+			continue
 		}
 		if ds.inPipe > 0 {
 			if !ds.writable {
@@ -64,6 +70,10 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 			ds.pipe = nil
 		}
 		if ds.eof {
+			if d == 1 && f.sess != nil && !f.sess.notified {
+				l.closeNotify(f)
+				continue // flushed before the FIN
+			}
 			if !ds.shut {
 				ds.shut = true
 				if f.firstEnd < 0 {
@@ -85,10 +95,13 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 		if !ds.readable {
 			return false // wait for EPOLLIN
 		}
-		ok := false
-		if ds.splicing {
+		var ok bool
+		switch {
+		case f.sess != nil:
+			ok = l.sessionIn(f, d)
+		case ds.splicing:
 			ok = l.spliceIn(f, d, src)
-		} else {
+		default:
 			ok = l.copyIn(f, d, src, dst)
 		}
 		if !ok {
@@ -134,34 +147,55 @@ func (l *loop) spliceIn(f *Flow, d, src int) bool {
 // now waits in a pipe, which the next turns splice on. A read that fills
 // the buffer starts a burst: the direction splices from then on.
 func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
+	n, ok := l.readIn(f, d, src, l.buf)
+	if n == 0 {
+		return ok
+	}
+	if n == len(l.buf) {
+		f.dirs[d].splicing = true
+	}
+	return l.forward(f, d, dst, l.buf[:n])
+}
+
+// readIn reads direction d's source into buf. It returns the bytes read,
+// or 0 with ok when there were none (the socket is empty, or at EOF, which
+// it notes), or 0 and !ok when the read failed the flow.
+func (l *loop) readIn(f *Flow, d, src int, buf []byte) (n int, ok bool) {
 	ds := &f.dirs[d]
-	n, err := unix.Read(src, l.buf)
+	n, err := unix.Read(src, buf)
 	switch {
 	case err == unix.EAGAIN:
 		ds.readable = false
-		return true
+		return 0, true
 	case err == unix.EINTR:
-		return true
+		return 0, true
 	case err != nil:
 		l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
-		return false
+		return 0, false
 	case n == 0:
 		ds.eof = true
-		return true
+		return 0, true
 	}
 	f.lastActive.Store(time.Now().UnixNano())
-	if n < len(l.buf) {
+	if n < len(buf) {
 		// A short read emptied the socket of bytes; with edge-triggered
 		// epoll the next byte (or FIN) to arrive brings a new event, so
 		// skip the read that would say EAGAIN. A FIN that had already
 		// arrived brings none: then read on to the EOF.
 		ds.readable = ds.finSeen
-	} else {
-		ds.splicing = true
 	}
-	w := 0
+	return n, true
+}
+
+// forward writes p, read from direction d's source, to dst at once; what
+// dst cannot take now waits in a pipe, which the next turns splice on. p
+// is at most 64 KiB, what an empty pipe holds.
+func (l *loop) forward(f *Flow, d, dst int, p []byte) bool {
+	ds := &f.dirs[d]
+	n, w := len(p), 0
+	var err error
 	if ds.writable {
-		w, err = unix.Write(dst, l.buf[:n])
+		w, err = unix.Write(dst, p)
 		switch {
 		case err == unix.EAGAIN:
 			w, ds.writable = 0, false
@@ -176,14 +210,14 @@ func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
 	if w == n {
 		return true
 	}
-	p, err := l.getPipe()
+	pp, err := l.getPipe()
 	if err != nil {
 		l.fail(f, d, err)
 		return false
 	}
-	ds.pipe = p
-	// An empty pipe holds at least 64 KiB, more than the copy buffer.
-	m, err := unix.Write(p.w, l.buf[w:n])
+	ds.pipe = pp
+	// An empty pipe holds at least 64 KiB.
+	m, err := unix.Write(pp.w, p[w:])
 	if err != nil || m != n-w {
 		l.fail(f, d, fmt.Errorf("relay: keep %d bytes for %s in a pipe: wrote %d: %v", n-w, sideName(1-d), m, err))
 		return false
@@ -193,9 +227,18 @@ func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
 	return true
 }
 
-// hasWork reports whether a direction can make progress without a new
+// hasWork reports whether direction d can make progress without a new
 // event: bytes to write to a writable destination, a readable source, or an
 // EOF read but not yet passed on (no event will ever announce it again).
+func (f *Flow) hasWork(d int) bool {
+	ds := &f.dirs[d]
+	if d == 1 && f.sess.pendingOut() {
+		return ds.writable
+	}
+	return ds.hasWork() // an EOF not passed on covers a close_notify not sent
+}
+
+// hasWork is Flow.hasWork for a flow without a session.
 func (ds *direction) hasWork() bool {
 	if ds.inPipe > 0 {
 		return ds.writable
@@ -241,6 +284,9 @@ func (l *loop) finish(f *Flow, reason closereason.Reason, err error) {
 	// so closing them (after this batch, before the next wait) deregisters
 	// them; events still in this batch find the flow finished.
 	l.toClose = append(l.toClose, f.fds[0], f.fds[1])
+	if f.sess != nil {
+		l.endSession(f)
+	}
 	for d := range f.dirs {
 		if p := f.dirs[d].pipe; p != nil {
 			l.putPipe(p, f.dirs[d].inPipe == 0)

@@ -4,7 +4,9 @@
 // of its own, with splice(2) through pipes borrowed only while bytes move.
 // Small messages (a read that does not fill 16 KiB) are copied through the
 // loop's one buffer instead, which costs less than two splices; a read that
-// fills it switches the direction to splicing until the burst ends.
+// fills it switches the direction to splicing until the burst ends. A flow
+// whose client speaks terminated TLS (StartSession) is relayed the same
+// way, its records opened and sealed in the loop with non-blocking calls.
 //
 // An idle relayed connection costs two socket descriptors and one small
 // struct: no goroutine, no buffer, no pipe. Go's own netpoller path keeps two
@@ -181,6 +183,7 @@ type Flow struct {
 	dirs       [2]direction
 	idle       time.Duration
 	done       Done
+	sess       *session // terminated TLS (StartSession); nil for a plain pair
 
 	lastActive atomic.Int64 // unix nanos of the last byte moved
 	bytes      [2]atomic.Int64

@@ -14,7 +14,9 @@ import (
 // of conn stop at the end of each TLS record, so once a Read has returned a
 // record's plaintext every byte not yet read is still in the kernel: Relay
 // and Park may then wait for the socket's readability holding no buffer,
-// and Park batches its writes. Terminated connections are made with it.
+// and Park batches its writes. The handshake therefore leaves nothing
+// buffered, which StartInLoop needs too; there the event loop's transport
+// replaces conn. Terminated connections are made with it.
 func Server(conn net.Conn, cfg *tls.Config) *tls.Conn {
 	return tls.Server(&recordConn{Conn: conn}, cfg)
 }
@@ -47,10 +49,18 @@ type recordConn struct {
 	wmu   sync.Mutex
 	batch *[]byte // non-nil while batching; from the pool
 	pool  *sync.Pool
+
+	// inLoop is set once an event loop relays the connection (see
+	// StartInLoop): Conn is then the loop's non-blocking transport, which
+	// needs no record bound, and only the loop's goroutine uses it.
+	inLoop bool
 }
 
 // Write sends p, or adds it to the batch.
 func (r *recordConn) Write(p []byte) (int, error) {
+	if r.inLoop {
+		return r.Conn.Write(p) // the loop's transport batches
+	}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.batch != nil {
@@ -91,6 +101,9 @@ func (r *recordConn) flush() error {
 func (r *recordConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if r.inLoop {
+		return r.Conn.Read(p)
 	}
 	if r.remaining == 0 && r.hdrN == tlsRecordHeaderLen {
 		r.hdrN = 0 // the last record is done (or had an empty body)

@@ -2,11 +2,13 @@
 
 // Package tlsrelay relays connections whose bytes must pass through Go code:
 // those on which l4edge terminates TLS (a *tls.Conn on the client side), and
-// plain pairs when the event loops cannot take them. Relay copies each
-// direction in a goroutine of its own; Park waits for readability in the
-// event loops (relayloop.Watch) so an idle terminated connection holds no
-// goroutine. Both report a relayloop.Result, the typed result of every
-// relay in l4edge.
+// plain pairs when the event loops cannot take them. StartInLoop hands a
+// terminated connection to an event loop, which opens and seals its records
+// in its own goroutine (the usual case); Park waits for readability in the
+// event loops (relayloop.Watch) and drains in a goroutine, so an idle
+// terminated connection holds no goroutine either; Relay copies each
+// direction in a goroutine of its own. All report a relayloop.Result, the
+// typed result of every relay in l4edge.
 //
 // A *tls.Conn may be waited for between reads only when it reads through
 // the record-bounded reader Server puts under it: see Server.

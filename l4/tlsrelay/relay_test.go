@@ -19,21 +19,23 @@ import (
 )
 
 // mode is how a test connection is relayed: terminated TLS on the client
-// leg or plain TCP, parked in an event loop or copied in goroutines.
+// leg or plain TCP; in an event loop's goroutine (loop), parked in an event
+// loop (park), or copied in goroutines.
 type mode struct {
-	name      string
-	tls, park bool
+	name            string
+	tls, park, loop bool
 }
 
 // modes are the ways l4 relays through this package: a terminated
-// connection parked (the usual case) or in goroutines (the event loops
-// refused a watch), and a plain pair in goroutines (the event loops
-// refused the pair).
+// connection in the event loop (the usual case), parked (the loop refused
+// the flow) or in goroutines (it refused a watch too), and a plain pair in
+// goroutines (the event loops refused the pair).
 func modes() []mode {
 	return []mode{
-		{"terminated/parked", true, true},
-		{"terminated/goroutines", true, false},
-		{"plain/goroutines", false, false},
+		{"terminated/loop", true, false, true},
+		{"terminated/parked", true, true, false},
+		{"terminated/goroutines", true, false, false},
+		{"plain/goroutines", false, false, false},
 	}
 }
 
@@ -44,7 +46,8 @@ type relayed struct {
 	client  net.Conn
 	clientT *net.TCPConn // the client's socket under client
 	backend *net.TCPConn
-	parked  *Parked // nil unless parked
+	parked  *Parked         // nil unless parked
+	flow    *relayloop.Flow // nil unless in the loop
 	calls   atomic.Int32
 	results chan relayloop.Result
 }
@@ -64,7 +67,7 @@ func start(t *testing.T, m mode, idle time.Duration) *relayed {
 		r.calls.Add(1)
 		r.results <- res
 	}
-	if !m.park {
+	if !m.park && !m.loop {
 		New().Relay(front, back, idle, done)
 		return r
 	}
@@ -73,15 +76,31 @@ func start(t *testing.T, m mode, idle time.Duration) *relayed {
 		t.Fatal(err)
 	}
 	t.Cleanup(loops.Close)
+	if m.loop {
+		r.flow = &relayloop.Flow{}
+		if err := New().StartInLoop(loops, r.flow, front, proxyB, idle, relayloop.DoneFunc(done)); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
 	if r.parked, err = New().Park(loops, front, back, idle, done); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
+// close ends a relay in the loop or parked from outside.
+func (r *relayed) close() {
+	if r.flow != nil {
+		r.flow.Close(closereason.Shutdown)
+		return
+	}
+	r.parked.Close()
+}
+
 // handshake terminates TLS on proxy (made with Server) for a crypto/tls
 // client on peer and returns both ends.
-func handshake(t *testing.T, proxy, peer *net.TCPConn) (server, client *tls.Conn) {
+func handshake(t *testing.T, proxy *net.TCPConn, peer net.Conn) (server, client *tls.Conn) {
 	t.Helper()
 	pc := testpeer.Cert(t, "relay.test")
 	cert, roots := pc.TLS, pc.Pool
@@ -226,28 +245,33 @@ func TestRelayIdleTimeout(t *testing.T) {
 	}
 }
 
-// Close ends a parked relay from outside: the client sees the connection
-// end at once (no timeout), done runs once with the bytes moved, and a
-// second Close does nothing.
-func TestParkedClose(t *testing.T) {
-	r := start(t, mode{"terminated/parked", true, true}, 0)
-	go echo(r.backend)
-	testpeer.EchoOnce(t, r.client, "hello")
-	r.parked.Close()
-	r.parked.Close()
-	_ = r.client.SetReadDeadline(time.Now().Add(2 * time.Second))
-	_, err := r.client.Read(make([]byte, 1))
-	var ne net.Error
-	if err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("client read after Close: %v", err)
-	}
-	if res := r.result(t, 2*time.Second); res.ToBackend != 5 || res.ToClient != 5 {
-		t.Fatalf("result: %+v", res)
+// Close ends a relay in the loop or parked from outside: the client sees
+// the connection end at once (no timeout), done runs once with the bytes
+// moved, and a second Close does nothing.
+func TestCloseFromOutside(t *testing.T) {
+	for _, m := range modes()[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			r := start(t, m, 0)
+			go echo(r.backend)
+			testpeer.EchoOnce(t, r.client, "hello")
+			r.close()
+			r.close()
+			_ = r.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err := r.client.Read(make([]byte, 1))
+			var ne net.Error
+			if err == nil || errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("client read after Close: %v", err)
+			}
+			if res := r.result(t, 2*time.Second); res.ToBackend != 5 || res.ToClient != 5 {
+				t.Fatalf("result: %+v", res)
+			}
+		})
 	}
 }
 
-// Park fails, touching neither socket, when the event loops are shut down;
-// the caller then relays the same legs in goroutines, as l4 does.
+// StartInLoop and Park fail, touching neither socket, when the event loops
+// are shut down; the caller then relays the same legs in goroutines, as l4
+// does.
 func TestParkRefusedThenRelay(t *testing.T) {
 	peerC, proxyC := tcpPipe(t)
 	proxyB, peerB := tcpPipe(t)
@@ -260,6 +284,9 @@ func TestParkRefusedThenRelay(t *testing.T) {
 	loops.Close()
 	done := func(relayloop.Result) {}
 	rl := New()
+	if err := rl.StartInLoop(loops, &relayloop.Flow{}, front, proxyB, 0, relayloop.DoneFunc(done)); err == nil {
+		t.Fatal("StartInLoop on closed event loops succeeded")
+	}
 	if p, err := rl.Park(loops, front, back, 0, done); err == nil || p != nil {
 		t.Fatalf("Park on closed event loops: %v, %v", p, err)
 	}
@@ -274,6 +301,6 @@ func TestParkRefusedThenRelay(t *testing.T) {
 // failing registration, which Park now tolerates, this does not force.)
 func TestParkEndsDuringRegistration(t *testing.T) {
 	for range 200 {
-		start(t, mode{"plain/parked", false, true}, time.Nanosecond).result(t, 5*time.Second)
+		start(t, mode{name: "plain/parked", park: true}, time.Nanosecond).result(t, 5*time.Second)
 	}
 }
