@@ -4,6 +4,7 @@ package relayloop
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -50,15 +51,11 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 				return false // wait for EPOLLOUT
 			}
 			n, err := unix.Splice(ds.pipe.r, nil, dst, nil, ds.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			switch {
-			case err == unix.EAGAIN:
-				ds.writable = false
+			if !l.wrote(f, d, err) {
 				return false
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				l.fail(f, 1-d, fmt.Errorf("write to %s: %w", sideName(1-d), err))
-				return false
+			}
+			if err != nil {
+				continue // interrupted
 			}
 			ds.inPipe -= int(n)
 			f.bytes[d].Add(n)
@@ -102,7 +99,7 @@ func (l *loop) pumpDir(f *Flow, d int) (more bool) {
 		case ds.splicing:
 			ok = l.spliceIn(f, d, src)
 		default:
-			ok = l.copyIn(f, d, src, dst)
+			ok = l.copyIn(f, d, dst)
 		}
 		if !ok {
 			return false
@@ -146,8 +143,8 @@ func (l *loop) spliceIn(f *Flow, d, src int) bool {
 // cost less than two splices and a pipe. What the destination cannot take
 // now waits in a pipe, which the next turns splice on. A read that fills
 // the buffer starts a burst: the direction splices from then on.
-func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
-	n, ok := l.readIn(f, d, src, l.buf)
+func (l *loop) copyIn(f *Flow, d, dst int) bool {
+	n, ok := l.readIn(f, d, l.buf)
 	if n == 0 {
 		return ok
 	}
@@ -160,31 +157,64 @@ func (l *loop) copyIn(f *Flow, d, src, dst int) bool {
 // readIn reads direction d's source into buf. It returns the bytes read,
 // or 0 with ok when there were none (the socket is empty, or at EOF, which
 // it notes), or 0 and !ok when the read failed the flow.
-func (l *loop) readIn(f *Flow, d, src int, buf []byte) (n int, ok bool) {
-	ds := &f.dirs[d]
-	n, err := unix.Read(src, buf)
+func (l *loop) readIn(f *Flow, d int, buf []byte) (n int, ok bool) {
+	n, err := f.readSource(d, buf)
 	switch {
+	case err == nil:
+		return n, true
+	case err == errWouldBlock:
+		return 0, true
+	case err == io.EOF:
+		f.dirs[d].eof = true
+		return 0, true
+	}
+	l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
+	return 0, false
+}
+
+// readSource reads direction d's source without blocking: an empty socket
+// reads as errWouldBlock, the end as io.EOF, a failure as its errno. A
+// short read emptied the socket of bytes; with edge-triggered epoll the
+// next byte (or FIN) to arrive brings a new event, so the direction is no
+// longer readable and the read that would say EAGAIN is skipped. A FIN
+// that had already arrived brings none: then it reads on to the EOF.
+func (f *Flow) readSource(d int, buf []byte) (int, error) {
+	ds := &f.dirs[d]
+	for {
+		n, err := unix.Read(f.fds[d], buf)
+		switch {
+		case err == unix.EAGAIN:
+			ds.readable = false
+			return 0, errWouldBlock
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		f.lastActive.Store(time.Now().UnixNano())
+		if n < len(buf) {
+			ds.readable = ds.finSeen
+		}
+		return n, nil
+	}
+}
+
+// wrote sorts the error of a write to direction d's destination: true when
+// the write moved bytes or was interrupted (the caller goes on), false when
+// the destination is full (it waits for EPOLLOUT) or the write failed the
+// flow.
+func (l *loop) wrote(f *Flow, d int, err error) bool {
+	switch {
+	case err == nil, err == unix.EINTR:
+		return true
 	case err == unix.EAGAIN:
-		ds.readable = false
-		return 0, true
-	case err == unix.EINTR:
-		return 0, true
-	case err != nil:
-		l.fail(f, d, fmt.Errorf("read from %s: %w", sideName(d), err))
-		return 0, false
-	case n == 0:
-		ds.eof = true
-		return 0, true
+		f.dirs[d].writable = false
+		return false
 	}
-	f.lastActive.Store(time.Now().UnixNano())
-	if n < len(buf) {
-		// A short read emptied the socket of bytes; with edge-triggered
-		// epoll the next byte (or FIN) to arrive brings a new event, so
-		// skip the read that would say EAGAIN. A FIN that had already
-		// arrived brings none: then read on to the EOF.
-		ds.readable = ds.finSeen
-	}
-	return n, true
+	l.fail(f, 1-d, fmt.Errorf("write to %s: %w", sideName(1-d), err))
+	return false
 }
 
 // forward writes p, read from direction d's source, to dst at once; what
@@ -193,19 +223,15 @@ func (l *loop) readIn(f *Flow, d, src int, buf []byte) (n int, ok bool) {
 func (l *loop) forward(f *Flow, d, dst int, p []byte) bool {
 	ds := &f.dirs[d]
 	n, w := len(p), 0
-	var err error
 	if ds.writable {
-		w, err = unix.Write(dst, p)
-		switch {
-		case err == unix.EAGAIN:
-			w, ds.writable = 0, false
-		case err == unix.EINTR:
-			w = 0
-		case err != nil:
-			l.fail(f, 1-d, fmt.Errorf("write to %s: %w", sideName(1-d), err))
+		m, err := unix.Write(dst, p)
+		if !l.wrote(f, d, err) && f.finished {
 			return false
 		}
-		f.bytes[d].Add(int64(w))
+		if err == nil {
+			w = m
+			f.bytes[d].Add(int64(m))
+		}
 	}
 	if w == n {
 		return true
@@ -228,19 +254,13 @@ func (l *loop) forward(f *Flow, d, dst int, p []byte) bool {
 }
 
 // hasWork reports whether direction d can make progress without a new
-// event: bytes to write to a writable destination, a readable source, or an
-// EOF read but not yet passed on (no event will ever announce it again).
+// event: bytes to write to a writable destination (sealed bytes or a
+// pipe's), a readable source, or an EOF read but not yet passed on (no
+// event will ever announce it again; for a session, nor the close_notify
+// that comes first).
 func (f *Flow) hasWork(d int) bool {
 	ds := &f.dirs[d]
-	if d == 1 && f.sess.pendingOut() {
-		return ds.writable
-	}
-	return ds.hasWork() // an EOF not passed on covers a close_notify not sent
-}
-
-// hasWork is Flow.hasWork for a flow without a session.
-func (ds *direction) hasWork() bool {
-	if ds.inPipe > 0 {
+	if ds.inPipe > 0 || d == 1 && f.sess.pendingOut() {
 		return ds.writable
 	}
 	if ds.eof {

@@ -33,26 +33,12 @@ type Session interface {
 // an error nothing was registered and the caller still owns the sockets
 // (and s, whose transport it must restore).
 func (r *Relay) StartSession(f *Flow, client *net.TCPConn, s Session, bind func(net.Conn), backend *net.TCPConn, idle time.Duration, done Done) error {
-	cfd, err := detach(client)
-	if err != nil {
-		return fmt.Errorf("relay: take over client socket: %w", err)
-	}
-	bfd, err := detach(backend)
-	if err != nil {
-		unix.Close(cfd)
-		return fmt.Errorf("relay: take over backend socket: %w", err)
-	}
 	f.sess = &session{s: s, f: f, local: client.LocalAddr(), remote: client.RemoteAddr()}
 	bind(f.sess)
-	f.dirs[0].writable = true // as in StartFD: both send buffers are empty
-	if err := r.start(f, cfd, bfd, idle, done); err != nil {
+	if err := r.Start(f, client, backend, idle, done); err != nil {
 		f.sess = nil
-		unix.Close(cfd)
-		unix.Close(bfd)
 		return err
 	}
-	client.Close()
-	backend.Close()
 	return nil
 }
 
@@ -98,31 +84,14 @@ func (wouldBlockError) Temporary() bool { return true }
 
 // Read reads the client socket without blocking.
 func (s *session) Read(p []byte) (int, error) {
-	ds := &s.f.dirs[0]
-	for {
-		if !ds.readable || len(p) == 0 {
-			return 0, errWouldBlock
-		}
-		n, err := unix.Read(s.f.fds[0], p)
-		switch {
-		case err == unix.EAGAIN:
-			ds.readable = false
-			return 0, errWouldBlock
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("read", err)}
-		case n == 0:
-			return 0, io.EOF
-		}
-		if n < len(p) {
-			// As in copyIn: a short read emptied the socket, and the next
-			// byte brings an event.
-			ds.readable = ds.finSeen
-		}
-		s.f.lastActive.Store(time.Now().UnixNano())
-		return n, nil
+	if !s.f.dirs[0].readable || len(p) == 0 {
+		return 0, errWouldBlock
 	}
+	n, err := s.f.readSource(0, p)
+	if err != nil && err != errWouldBlock && err != io.EOF {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: s.local, Addr: s.remote, Err: os.NewSyscallError("read", err)}
+	}
+	return n, err
 }
 
 // Write adds p to the bytes the loop sends the client.
@@ -168,15 +137,11 @@ func (l *loop) flushOut(f *Flow) bool {
 			return false
 		}
 		n, err := unix.Write(f.fds[0], (*s.out)[s.outOff:])
-		switch {
-		case err == unix.EAGAIN:
-			ds.writable = false
+		if !l.wrote(f, 1, err) {
 			return false
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			l.fail(f, 0, fmt.Errorf("write to client: %w", err))
-			return false
+		}
+		if err != nil {
+			continue // interrupted
 		}
 		s.outOff += n
 		if s.outOff == len(*s.out) {
@@ -234,7 +199,7 @@ func (l *loop) openIn(f *Flow) bool {
 // sealIn reads what the backend sent and seals it for the client; the next
 // step flushes it.
 func (l *loop) sealIn(f *Flow) bool {
-	n, ok := l.readIn(f, 1, f.fds[1], l.sbuf)
+	n, ok := l.readIn(f, 1, l.sbuf)
 	if n == 0 {
 		return ok
 	}

@@ -111,9 +111,9 @@ func TestInLoopClientReadsLate(t *testing.T) {
 func TestInLoopBurstsEchoWhole(t *testing.T) {
 	r := start(t, modes()[0], 0)
 	go echo(r.backend)
-	burst := make([]byte, 5*maxRecordPlaintextForTest+100)
+	burst := make([]byte, 5*copyBufferSize+100) // copyBufferSize: one record's plaintext
 	got := make([]byte, len(burst))
-	for i := range 20 {
+	for i := range 50 {
 		for j := range burst {
 			burst[j] = byte(i + j)
 		}
@@ -126,6 +126,3 @@ func TestInLoopBurstsEchoWhole(t *testing.T) {
 		}
 	}
 }
-
-// maxRecordPlaintextForTest is the most plaintext one TLS record carries.
-const maxRecordPlaintextForTest = 16 << 10

@@ -249,7 +249,10 @@ func TestRelayIdleTimeout(t *testing.T) {
 // the connection end at once (no timeout), done runs once with the bytes
 // moved, and a second Close does nothing.
 func TestCloseFromOutside(t *testing.T) {
-	for _, m := range modes()[:2] {
+	for _, m := range modes() {
+		if !m.loop && !m.park {
+			continue // goroutine relays are ended by closing their sockets
+		}
 		t.Run(m.name, func(t *testing.T) {
 			r := start(t, m, 0)
 			go echo(r.backend)
