@@ -48,6 +48,8 @@ func runStorm(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, e
 	var failures, back atomic.Int64
 	var restarted atomic.Int64 // unix nanos of the restart
 	var last atomic.Int64      // nanos from the restart to the last echo
+	var firstLost atomic.Pointer[error]
+	lose := func(err error) { firstLost.CompareAndSwap(nil, &err) }
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Go(func() {
@@ -55,11 +57,13 @@ func runStorm(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, e
 			c := conns[i]
 			mu.Unlock()
 			if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
-				return // no drop: the backend did not restart in time
+				lose(fmt.Errorf("connection %d was not dropped by the restart within %s", i, stormLimit))
+				return
 			}
 			c.CloseNow() // dropped: its descriptor goes now, not at the end
-			nc := reconnect(ctx, lt.addrs.WSS, env, &failures)
-			if nc == nil {
+			nc, err := reconnect(ctx, lt.addrs.WSS, env, &failures)
+			if err != nil {
+				lose(fmt.Errorf("connection %d: %w", i, err))
 				return
 			}
 			mu.Lock()
@@ -67,6 +71,7 @@ func runStorm(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, e
 			mu.Unlock()
 			if _, err := wsRoundTrip(ctx, nc, []byte("back after the storm.............................................")); err != nil {
 				failures.Add(1)
+				lose(fmt.Errorf("connection %d: echo after reconnecting: %w", i, err))
 				return
 			}
 			back.Add(1)
@@ -102,26 +107,36 @@ func runStorm(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, e
 	if back.Load() == 0 {
 		return outcome{}, fmt.Errorf("no WebSocket came back within %s (%d failed attempts)", stormLimit, failures.Load())
 	}
-	return outcome{values: map[string]float64{
+	o := outcome{values: map[string]float64{
 		"recover_ms":         float64(last.Load()) / 1e6,
 		"handshake_failures": float64(failures.Load()),
 		"peak_rss_mb":        peak / (1 << 20),
 		"lost":               float64(lost),
-	}, failed: uint64(lost)}, nil
+	}, failed: uint64(lost)}
+	if p := firstLost.Load(); p != nil {
+		o.firstErr = *p
+	}
+	return o, nil
 }
 
 // reconnect dials wss://addr/ until it works or ctx ends, backing off from
 // 50 ms doubling to 1 s with jitter after each failure, which it counts.
-func reconnect(ctx context.Context, addr string, env *scenarioEnv, failures *atomic.Int64) *websocket.Conn {
+// When ctx ends first, the error names the last failed dial.
+func reconnect(ctx context.Context, addr string, env *scenarioEnv, failures *atomic.Int64) (*websocket.Conn, error) {
 	backoff := 50 * time.Millisecond
+	var last error
 	for ctx.Err() == nil {
 		c, err := dialWS(ctx, addr, env)
 		if err == nil {
-			return c
+			return c, nil
 		}
+		last = err
 		failures.Add(1)
 		pause(ctx, backoff/2+rand.N(backoff))
 		backoff = min(2*backoff, time.Second)
 	}
-	return nil
+	if last == nil {
+		last = ctx.Err()
+	}
+	return nil, fmt.Errorf("not reconnected within %s: last attempt: %w", stormLimit, last)
 }
