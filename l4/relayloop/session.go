@@ -101,7 +101,7 @@ func (s *session) Write(p []byte) (int, error) {
 		s.outOff = 0
 	}
 	if len(*s.out)+len(p) > maxSessionOut {
-		return 0, fmt.Errorf("relay: client reads none of the %d bytes sent to it", len(*s.out)-s.outOff)
+		return 0, fmt.Errorf("relay: the client has not read %d sealed bytes (at most %d may wait); ending the connection", len(*s.out)-s.outOff, maxSessionOut)
 	}
 	*s.out = append(*s.out, p...)
 	return len(p), nil
@@ -237,14 +237,14 @@ func (l *loop) getOut() *[]byte {
 		l.outs = l.outs[:n-1]
 		return b
 	}
-	b := make([]byte, 0, sessionBufSize+8<<10)
+	b := make([]byte, 0, outBufSize)
 	return &b
 }
 
 // putOut keeps a buffer for reuse, up to maxFreeOuts; one that grew past
-// its size is dropped.
+// outBufSize is dropped.
 func (l *loop) putOut(b *[]byte) {
-	if len(l.outs) < maxFreeOuts && cap(*b) <= sessionBufSize+8<<10 {
+	if len(l.outs) < maxFreeOuts && cap(*b) <= outBufSize {
 		*b = (*b)[:0]
 		l.outs = append(l.outs, b)
 	}
@@ -252,3 +252,7 @@ func (l *loop) putOut(b *[]byte) {
 
 // maxFreeOuts bounds the sealed-byte buffers a loop keeps for reuse.
 const maxFreeOuts = 16
+
+// outBufSize is a sealed-byte buffer's size: one step's plaintext sealed
+// (sessionBufSize and four records' overhead) fits with room to spare.
+const outBufSize = sessionBufSize + 8<<10

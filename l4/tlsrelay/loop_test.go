@@ -83,7 +83,7 @@ func TestInLoopRecordInPieces(t *testing.T) {
 // them, and the backend is read again only then (4 MiB is far more than
 // both sockets' buffers).
 func TestInLoopClientReadsLate(t *testing.T) {
-	r := start(t, modes()[0], 0)
+	r := start(t, loopMode(), 0)
 	data := make([]byte, 4<<20)
 	for i := range data {
 		data[i] = byte(i * 7)
@@ -109,7 +109,7 @@ func TestInLoopClientReadsLate(t *testing.T) {
 // already read from the socket when the step stopped for room are opened
 // in the next step, with no new event to announce them.
 func TestInLoopBurstsEchoWhole(t *testing.T) {
-	r := start(t, modes()[0], 0)
+	r := start(t, loopMode(), 0)
 	go echo(r.backend)
 	burst := make([]byte, 5*copyBufferSize+100) // copyBufferSize: one record's plaintext
 	got := make([]byte, len(burst))
@@ -125,4 +125,39 @@ func TestInLoopBurstsEchoWhole(t *testing.T) {
 			t.Fatalf("burst %d came back incomplete or changed: %v", i, err)
 		}
 	}
+}
+
+// replayingConn is a proxy socket whose reader still holds bytes read
+// before the handshake, as l4's replay of a peeked ClientHello would if the
+// handshake had not consumed them.
+type replayingConn struct {
+	*net.TCPConn
+	buffered int
+}
+
+func (c *replayingConn) Buffered() int { return c.buffered }
+
+// StartInLoop refuses a connection whose reader under the TLS still holds
+// bytes (the loop reads the socket only, so they would be lost), touching
+// nothing: the same connection then relays in goroutines.
+func TestInLoopRefusesBufferedBytes(t *testing.T) {
+	peerC, proxyC := tcpPipe(t)
+	proxyB, peerB := tcpPipe(t)
+	under := &replayingConn{TCPConn: proxyC}
+	tc, client := handshake(t, under, peerC)
+	loops, err := relayloop.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(loops.Close)
+	front := Leg{Conn: tc, TCP: proxyC}
+	done := relayloop.DoneFunc(func(relayloop.Result) {})
+	rl := New()
+	under.buffered = 1
+	if err := rl.StartInLoop(loops, &relayloop.Flow{}, front, proxyB, 0, done); err == nil {
+		t.Fatal("StartInLoop took a connection with buffered bytes")
+	}
+	go echo(peerB)
+	rl.Relay(front, Leg{Conn: proxyB, TCP: proxyB}, 0, done)
+	testpeer.EchoOnce(t, client, "after the refusal")
 }

@@ -26,13 +26,17 @@ type mode struct {
 	tls, park, loop bool
 }
 
+// loopMode is the usual relay of a terminated connection: in the event
+// loop.
+func loopMode() mode { return mode{name: "terminated/loop", tls: true, loop: true} }
+
 // modes are the ways l4 relays through this package: a terminated
 // connection in the event loop (the usual case), parked (the loop refused
 // the flow) or in goroutines (it refused a watch too), and a plain pair in
 // goroutines (the event loops refused the pair).
 func modes() []mode {
 	return []mode{
-		{"terminated/loop", true, false, true},
+		loopMode(),
 		{"terminated/parked", true, true, false},
 		{"terminated/goroutines", true, false, false},
 		{"plain/goroutines", false, false, false},
@@ -100,7 +104,7 @@ func (r *relayed) close() {
 
 // handshake terminates TLS on proxy (made with Server) for a crypto/tls
 // client on peer and returns both ends.
-func handshake(t *testing.T, proxy *net.TCPConn, peer net.Conn) (server, client *tls.Conn) {
+func handshake(t *testing.T, proxy, peer net.Conn) (server, client *tls.Conn) {
 	t.Helper()
 	pc := testpeer.Cert(t, "relay.test")
 	cert, roots := pc.TLS, pc.Pool
