@@ -14,12 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
 // The accept stage: each listener's loop takes connections and starts
 // their path (doc.go). A listener that reads nothing from its clients
-// before the relay accepts with accept4 (the raw path); the others with
-// Go's AcceptTCP (the full path).
+// before the relay is accepted from in the event loops (accept_loop.go);
+// the others in a goroutine of their own, with Go's AcceptTCP (the full
+// path), or with accept4 once a reload made them raw.
 
 // Accept back-off after a temporary error such as EMFILE, as net/http does:
 // 5ms doubling to 1s. The error is logged at most once per acceptLogEvery.
@@ -30,11 +32,13 @@ const (
 )
 
 // accepted is one connection the accept loop took: a *net.TCPConn (full
-// path) or a raw descriptor and its peer (raw path).
+// path) or a raw descriptor and its peer (raw path), with the event loop
+// that accepted it (accept_loop.go; zero: a goroutine did).
 type accepted struct {
 	client *net.TCPConn
 	fd     int
 	peer   syscall.Sockaddr
+	home   relayloop.Home
 }
 
 // acceptBackoff paces the accept loop after failures and logs them once
@@ -52,6 +56,10 @@ type acceptBackoff struct {
 // spinning.
 func (l *listener) serve() {
 	defer l.srv.accepters.Done()
+	if l.acceptor != nil {
+		l.serveInLoops()
+		return
+	}
 	var bo acceptBackoff
 	for {
 		a, err := l.acceptOne()
@@ -99,9 +107,9 @@ func (l *listener) dispatch(a accepted) {
 	case lr.catchAll.pool.CanStartConnect():
 		// Nothing on this path waits (the connect completes in an event
 		// loop): no goroutine of its own, no stack to grow.
-		l.srv.serveRaw(l, lr, a.fd, a.peer)
+		l.srv.serveRaw(l, lr, a)
 	default:
-		go l.srv.serveRaw(l, lr, a.fd, a.peer)
+		go l.srv.serveRaw(l, lr, a)
 	}
 }
 
@@ -128,30 +136,19 @@ func (bo *acceptBackoff) recovered(l *listener) {
 	bo.delay = 0
 }
 
-// acceptRaw accepts one connection with accept4, waiting in Go's netpoller
-// for the listener to be readable. The socket it returns is nonblocking and
-// was never registered with the netpoller, so the event loop can take it
-// as it is: no netFD, no address lookups, no descriptor duplicated and
-// closed. It inherits keepalive and TCP_NODELAY from the listener.
-//
-// It calls syscall.Accept4, not unix.Accept4: x/sys/unix asks every
-// accepted IPv4 or IPv6 socket for SO_PROTOCOL (to tell L2TP sockets
-// apart), a system call per connection for nothing here.
+// acceptRaw accepts one connection with accept4 (relayloop.Accept4),
+// waiting in Go's netpoller for the listener to be readable. The socket it
+// returns is nonblocking and was never registered with the netpoller, so
+// the event loop can take it as it is: no netFD, no address lookups, no
+// descriptor duplicated and closed. It inherits keepalive and TCP_NODELAY
+// from the listener.
 func (l *listener) acceptRaw() (int, syscall.Sockaddr, error) {
 	fd := -1
 	var sa syscall.Sockaddr
 	var aerr error
 	err := l.raw.Read(func(lfd uintptr) bool {
-		for {
-			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			switch aerr {
-			case unix.EINTR, unix.ECONNABORTED:
-				continue // as Go's own accept: try the next one
-			case unix.EAGAIN:
-				return false
-			}
-			return true
-		}
+		fd, sa, aerr = relayloop.Accept4(int(lfd))
+		return aerr != unix.EAGAIN
 	})
 	if err != nil {
 		return -1, nil, err

@@ -8,7 +8,8 @@
 //
 //	accept ─► admit ─► route ─► terminate ─► connect ─► relay ─► end
 //
-//	accept     accept.go         the listener's loop; newConn counts and tracks
+//	accept     accept.go         the listener's goroutine, or the event loops
+//	                             (accept_loop.go); newConn counts and tracks
 //	admit      admit.go          max_connections, PROXY header in (admit_proxy.go),
 //	                             max_connections_per_ip
 //	route      route.go          read the ClientHello, answer ACME challenges,
@@ -26,14 +27,17 @@
 //
 //	full  Go's accept; every stage, in a goroutine of the connection's.
 //	      For listeners that inspect, read a PROXY header or terminate.
-//	raw   accept4 straight into the event loop's hands: admit (limits
-//	      only), the catch-all route, no TLS. With IP-literal backends the
-//	      connect runs in the event loop too (connect_loop.go) and no
-//	      goroutine waits anywhere; with host-name backends a goroutine
-//	      dials and the loop takes the accepted descriptor (relayFD).
+//	raw   accept4 in the event loops (relayloop.Acceptor), for listeners
+//	      that read nothing from clients: admit (limits only), the
+//	      catch-all route, no TLS. With IP-literal backends the connect
+//	      runs in the event loop too (connect_loop.go): a connection's
+//	      setup runs in the loop that accepted it, and no goroutine waits
+//	      anywhere; with host-name backends a goroutine dials and the loop
+//	      takes the accepted descriptor (relayFD).
 //
-// A raw descriptor whose listener a reload changed meanwhile takes the
-// full path (serveReloaded). A stage ends a connection by returning an
+// A raw descriptor whose listener a reload changed meanwhile (to one that
+// inspects, reads a PROXY header or terminates) takes the full path
+// (serveReloaded). A stage ends a connection by returning an
 // ending; the relay stage returns the zero ending once a relay owns the
 // connection, and the relay's completion callback runs the end stage.
 package l4

@@ -7,21 +7,40 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/relayloop"
 )
 
 // listener is one bound socket. It survives reloads that keep its address;
 // rt points at its share of the current Runtime.
+//
+// It accepts in one of two ways, chosen when it is bound. A listener that
+// reads nothing from its clients (raw, see listenerRuntime.rawAccept) is
+// accepted from in the event loops (acceptor; accept_loop.go): ln is then
+// closed and fd is the socket's only descriptor. Any other is accepted from
+// by serve's goroutine, through ln (the full path) or, after a reload made
+// it raw, through file.
 type listener struct {
-	srv  *Server
-	addr string
-	ln   *net.TCPListener
+	srv   *Server
+	addr  string   // as configured
+	bound net.Addr // the socket's address
+	ln    *net.TCPListener
 	// file is a duplicate of ln's descriptor whose RawConn can wait for
 	// readability (a listener's own RawConn only supports Control): the
 	// raw accept path (see acceptRaw) accepts through it.
-	file   *os.File
-	raw    syscall.RawConn
-	closed atomic.Bool
-	rt     atomic.Pointer[listenerRuntime]
+	file *os.File
+	raw  syscall.RawConn
+	// In the event loops: the listening socket and its acceptor; stop is
+	// closed when the listener is, failed carries a pause's cause to serve.
+	fd       int
+	acceptor *relayloop.Acceptor
+	stop     chan struct{}
+	failed   chan error
+	resumed  atomic.Uint32 // what the first connection after a pause does (accept_loop.go)
+	closed   atomic.Bool
+	rt       atomic.Pointer[listenerRuntime]
 
 	active   atomic.Int64
 	accepted atomic.Uint64
@@ -48,7 +67,7 @@ type ListenerStats struct {
 func (l *listener) stats() ListenerStats {
 	return ListenerStats{
 		Name:     l.rt.Load().cfg.Name,
-		Address:  l.ln.Addr().String(),
+		Address:  l.bound.String(),
 		Active:   l.active.Load(),
 		Accepted: l.accepted.Load(),
 		Refused:  l.refused.Load(),
@@ -57,7 +76,18 @@ func (l *listener) stats() ListenerStats {
 
 // close stops the listener; connections it accepted go on.
 func (l *listener) close() {
-	l.closed.Store(true)
+	if l.closed.Swap(true) {
+		return
+	}
+	if l.acceptor != nil {
+		// serve returns (and StopAccepting with it) once no loop can
+		// touch fd any more and it is closed.
+		l.acceptor.Close(func() {
+			unix.Close(l.fd)
+			close(l.stop)
+		})
+		return
+	}
 	l.ln.Close()
 	l.file.Close()
 }

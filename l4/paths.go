@@ -4,7 +4,6 @@ package l4
 
 import (
 	"net"
-	"syscall"
 
 	"github.com/l4edge/l4edge/l4/tlsrelay"
 	"go.uber.org/zap"
@@ -59,15 +58,17 @@ func (s *Server) fullStages(c *conn, client *net.TCPConn) ending {
 // listener runtime lr (which has rawAccept): admit (limits), the catch-all
 // route, connect, relay; nothing is read from the client. With IP-literal
 // backends connect and relay both run in an event loop (connect_loop.go)
-// and this returns at once.
-func (s *Server) serveRaw(l *listener, lr *listenerRuntime, fd int, peer syscall.Sockaddr) {
-	c, e := s.newConn(l, lr, sockaddrAddrPort(peer))
+// and this returns at once. The flow is relayed in the loop that accepted
+// the descriptor, if one did.
+func (s *Server) serveRaw(l *listener, lr *listenerRuntime, a accepted) {
+	c, e := s.newConn(l, lr, sockaddrAddrPort(a.peer))
 	if e.ends() {
-		unix.Close(fd)
+		unix.Close(a.fd)
 		c.endWith(e)
 		return
 	}
-	if e := s.rawStages(c, fd); e.ends() {
+	c.flow.SetHome(a.home)
+	if e := s.rawStages(c, a.fd); e.ends() {
 		c.endWith(e)
 	}
 }

@@ -131,7 +131,7 @@ func (s *Server) Apply(rt *Runtime) error {
 		s.listeners[addr] = l
 		s.accepters.Add(1)
 		go l.serve()
-		s.log.Info("listening", zap.String("listener", l.rt.Load().cfg.Name), zap.Stringer("address", l.ln.Addr()))
+		s.log.Info("listening", zap.String("listener", l.rt.Load().cfg.Name), zap.Stringer("address", l.bound))
 	}
 	return nil
 }
@@ -150,6 +150,9 @@ func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
 	}
 	tl := ln.(*net.TCPListener)
+	if s.loops != nil && lr.rawAccept {
+		return s.bindInLoops(lr, tl)
+	}
 	f, err := tl.File()
 	if err != nil {
 		tl.Close()
@@ -161,7 +164,7 @@ func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 		f.Close()
 		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
 	}
-	l := &listener{srv: s, addr: lr.cfg.Listen, ln: tl, file: f, raw: raw, perIP: newIPLimiter()}
+	l := &listener{srv: s, addr: lr.cfg.Listen, bound: tl.Addr(), ln: tl, file: f, raw: raw, fd: -1, perIP: newIPLimiter()}
 	l.rt.Store(lr)
 	return l, nil
 }
@@ -173,7 +176,7 @@ func (s *Server) Addr(name string) net.Addr {
 	defer s.mu.Unlock()
 	for _, l := range s.listeners {
 		if l.rt.Load().cfg.Name == name {
-			return l.ln.Addr()
+			return l.bound
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func sockaddrAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 // localAddrPort is the address a client connected to (for the PROXY
 // header), or the zero AddrPort when the socket cannot say.
 func localAddrPort(fd int) netip.AddrPort {
-	sa, err := syscall.Getsockname(fd) // not unix's: see acceptRaw
+	sa, err := syscall.Getsockname(fd) // not unix's: see relayloop.Accept4
 	if err != nil {
 		return netip.AddrPort{}
 	}

@@ -33,7 +33,8 @@ const (
 	// sweepEvery bounds the wait of a loop whose flows with a timeout are
 	// not scheduled yet (they are, in the batch after they are added).
 	sweepEvery = 100 * time.Millisecond
-	// wakeID marks the loop's eventfd in epoll data.
+	// wakeID marks the loop's eventfd in epoll data (Pad 0), and the
+	// listening sockets of acceptors (Pad: slot + 1).
 	wakeID = int32(-1)
 	// flowEvents is what a flow's sockets are registered for.
 	flowEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
@@ -53,9 +54,12 @@ type loop struct {
 	flows     []*Flow // by id; nil slots are free
 	free      []uint32
 	closeReqs []*Flow
-	timedAdds []*Flow // flows added with a timeout, for the loop to schedule
-	stopping  bool
-	stopped   chan struct{}
+	timedAdds []*Flow     // flows added with a timeout, for the loop to schedule
+	acceptors []*Acceptor // by slot (the Relay's)
+	// turnWaiters wait for the end of the turn (see passTurn).
+	turnWaiters []chan struct{}
+	stopping    bool
+	stopped     chan struct{}
 
 	watches     []watchSlot // by slot
 	freeWatches []int32

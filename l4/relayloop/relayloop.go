@@ -52,6 +52,9 @@ type Relay struct {
 	loops []*loop
 	next  atomic.Uint32
 	once  sync.Once
+
+	amu       sync.Mutex
+	acceptors []*Acceptor // by slot; nil slots are free
 }
 
 // New starts n event loops (at least 1).
@@ -97,7 +100,7 @@ func (d DoneFunc) FlowEnded(res Result) { d(res) }
 // Start takes over two connected sockets and relays between them in f,
 // which must be new (a zero Flow, usually a field of the caller's
 // connection) until both directions are done; then it closes them and tells
-// done. The *net.TCPConn values are closed at once: the flow keeps
+// done (f may have been given a Home). The *net.TCPConn values are closed at once: the flow keeps
 // duplicates of their descriptors, outside Go's netpoller. Bytes already
 // read from either socket must have been forwarded before Start.
 func (r *Relay) Start(f *Flow, client, backend *net.TCPConn, idle time.Duration, done Done) error {
@@ -133,10 +136,14 @@ func (r *Relay) StartFD(f *Flow, clientFD int, backend *net.TCPConn, idle time.D
 	return nil
 }
 
-// start registers a new flow with the next loop: the part StartFD and
-// StartConnecting share. The client socket can take bytes at once.
+// start registers a new flow with its home loop (SetHome), else the next
+// loop: the part StartFD and StartConnecting share. The client socket can
+// take bytes at once.
 func (r *Relay) start(f *Flow, clientFD, backendFD int, idle time.Duration, done Done) error {
-	l := r.loops[int(r.next.Add(1))%len(r.loops)]
+	l := f.loop
+	if l == nil {
+		l = r.loops[int(r.next.Add(1))%len(r.loops)]
+	}
 	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, backendFD}, idle, done, -1
 	f.dirs[1].writable = true
 	f.lastActive.Store(time.Now().UnixNano())

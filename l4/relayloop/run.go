@@ -18,14 +18,17 @@ type batch struct {
 	events    []unix.EpollEvent
 	flows     []*Flow // one per event
 	ready     []*Watch
+	accepts   []*Acceptor
 	closeReqs []*Flow
+	// turnWaiters are closed when the turn ends (see passTurn).
+	turnWaiters []chan struct{}
 }
 
 // run is the loop. Each turn waits for events (poll), takes what they name
 // and what other goroutines queued (collect), then handles it in order:
-// timers for new flows, fired watches, the flows' events, flows whose
-// budget ran out, close requests, due timers, and last the descriptors of
-// flows that finished in the turn.
+// timers for new flows, fired watches, the flows' events, listeners with
+// connections to accept, flows whose budget ran out, close requests, due
+// timers, and last the descriptors of flows that finished in the turn.
 func (l *loop) run() {
 	defer close(l.stopped)
 	b := &batch{events: make([]unix.EpollEvent, 256), flows: make([]*Flow, 0, 256)}
@@ -37,11 +40,13 @@ func (l *loop) run() {
 		l.scheduleAdded()
 		l.fireWatches(b.ready)
 		l.dispatch(b)
+		l.acceptReady(b.accepts)
 		l.runPending()
 		l.closeRequested(b)
 		now = time.Now()
 		l.sweepDue(now)
 		l.closeFinished()
+		l.endTurn(b)
 		if stopping {
 			l.shutdown()
 			return
@@ -70,16 +75,20 @@ func (l *loop) poll(events []unix.EpollEvent, now time.Time) int {
 	return n
 }
 
-// collect takes, under mu, the flow or watch each of the first n events
-// names, the close requests, and the flows added with a timeout (into
-// l.added). It reports whether the loop is stopping.
+// collect takes, under mu, the flow, watch or acceptor each of the first n
+// events names, the close requests, the waiters for the end of the turn,
+// and the flows added with a timeout (into l.added). It reports whether
+// the loop is stopping.
 func (l *loop) collect(b *batch, n int) (stopping bool) {
 	l.mu.Lock()
-	b.flows, b.ready = b.flows[:0], b.ready[:0]
+	b.flows, b.ready, b.accepts = b.flows[:0], b.ready[:0], b.accepts[:0]
 	for i := 0; i < n; i++ {
 		switch id := b.events[i].Fd; {
 		case id == wakeID:
 			b.flows = append(b.flows, nil)
+			if a := l.acceptorFor(&b.events[i]); a != nil {
+				b.accepts = append(b.accepts, a)
+			}
 		case id < wakeID:
 			b.flows = append(b.flows, nil)
 			if w := l.watchFor(&b.events[i]); w != nil {
@@ -90,6 +99,7 @@ func (l *loop) collect(b *batch, n int) (stopping bool) {
 		}
 	}
 	b.closeReqs, l.closeReqs = l.closeReqs, nil
+	b.turnWaiters, l.turnWaiters = append(b.turnWaiters, l.turnWaiters...), l.turnWaiters[:0]
 	l.added, l.timedAdds = l.timedAdds, l.added[:0]
 	stopping = l.stopping
 	l.mu.Unlock()
@@ -122,7 +132,7 @@ func (l *loop) dispatch(b *batch) {
 	for i, f := range b.flows {
 		ev := &b.events[i]
 		if f == nil {
-			if ev.Fd == wakeID {
+			if ev.Fd == wakeID && ev.Pad == 0 { // the eventfd, not a listener
 				var buf [8]byte
 				_, _ = unix.Read(l.wakefd, buf[:])
 			}

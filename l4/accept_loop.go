@@ -1,0 +1,119 @@
+//go:build linux
+
+package l4
+
+import (
+	"fmt"
+	"net"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/l4/relayloop"
+)
+
+// The accept stage of a raw listener, in the event loops: the loop woken
+// by a connection accepts it and runs its stages at once (dispatch), so a
+// connection's setup, from accept4 to the backend's connect, happens in
+// one goroutine on one thread, with no accept goroutine parked in Go's
+// netpoller and woken for each connection.
+
+// bindInLoops makes a bound raw listener one the event loops accept from.
+// Go's listener is closed, so that its registration in Go's netpoller does
+// not wake it for every connection: fd, a duplicate, is the socket's only
+// descriptor from then on.
+func (s *Server) bindInLoops(lr *listenerRuntime, tl *net.TCPListener) (*listener, error) {
+	l := &listener{srv: s, addr: lr.cfg.Listen, bound: tl.Addr(), fd: -1, perIP: newIPLimiter(),
+		stop: make(chan struct{}), failed: make(chan error, 1)}
+	l.rt.Store(lr)
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		tl.Close()
+		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+	}
+	var derr error
+	if err := rc.Control(func(fd uintptr) { l.fd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+		err = derr
+	}
+	tl.Close()
+	if err != nil {
+		return nil, fmt.Errorf("listeners[%d].listen: duplicate the listening socket: %w", lr.index, err)
+	}
+	// The duplicate shares the socket's O_NONBLOCK, which Go set.
+	l.acceptor = s.loops.Accept(l.fd, l.acceptedInLoop, l.pausedInLoop)
+	if err := l.acceptor.Resume(); err != nil {
+		l.close()
+		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+	}
+	return l, nil
+}
+
+// acceptedInLoop starts an accepted connection's path, in the event loop
+// that accepted it, which relays it too (its home). It returns the starvation the connection reported (no
+// backend socket for lack of descriptors or memory), which pauses the
+// listener's accepting, as a failed accept4 does.
+func (l *listener) acceptedInLoop(fd int, peer syscall.Sockaddr, home relayloop.Home) error {
+	l.accepted.Add(1)
+	l.srv.handlers.Add(1)
+	l.dispatch(accepted{fd: fd, peer: peer, home: home})
+	if starved := l.starved.Swap(nil); starved != nil {
+		return *starved
+	}
+	if l.resumed.Load() != resumedNone && l.resumed.Swap(resumedNone) == resumedLogged {
+		l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
+	}
+	return nil
+}
+
+// States of listener.resumed: since the last pause ended, no connection
+// got through yet (resumedQuiet, or resumedLogged when the failure was
+// logged and so is its recovery), or one did (resumedNone).
+const (
+	resumedNone uint32 = iota
+	resumedQuiet
+	resumedLogged
+)
+
+// pausedInLoop hands the cause of a pause to serveInLoops.
+func (l *listener) pausedInLoop(err error) {
+	select {
+	case l.failed <- err:
+	default: // one pause at a time: the acceptor pauses once until resumed
+	}
+}
+
+// serveInLoops is serve for a listener the event loops accept from: it
+// backs off after each pause (logging as serve does), then resumes
+// accepting, until the listener is closed and its socket released.
+func (l *listener) serveInLoops() {
+	defer func() { <-l.stop }()
+	var bo acceptBackoff
+	for {
+		select {
+		case <-l.stop:
+			return
+		case err := <-l.failed:
+			switch l.resumed.Swap(resumedNone) {
+			case resumedNone:
+				bo.delay = 0 // connections got through since the last pause
+			case resumedLogged:
+				bo.logged = true // its recovery is still to be logged
+			}
+			bo.failed(l, err)
+			if l.closed.Load() {
+				return
+			}
+			// The first connection through logs the recovery (acceptedInLoop).
+			state := resumedQuiet
+			if bo.logged {
+				state, bo.logged = resumedLogged, false
+			}
+			l.resumed.Store(state)
+			if err := l.acceptor.Resume(); err != nil {
+				l.srv.log.Error("accept stopped", zap.String("listener", l.rt.Load().cfg.Name), zap.Error(err))
+				return
+			}
+		}
+	}
+}
