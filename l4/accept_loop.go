@@ -33,19 +33,17 @@ func (s *Server) bindInLoops(lr *listenerRuntime, tl *net.TCPListener) (*listene
 		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
 	}
 	var derr error
-	if err := rc.Control(func(fd uintptr) { l.fd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+	if err = rc.Control(func(fd uintptr) { l.fd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
 		err = derr
 	}
 	tl.Close()
 	if err != nil {
 		return nil, fmt.Errorf("listeners[%d].listen: duplicate the listening socket: %w", lr.index, err)
 	}
-	// The duplicate shares the socket's O_NONBLOCK, which Go set.
+	// The duplicate shares the socket's O_NONBLOCK, which Go set. The
+	// acceptor starts paused: serveInLoops starts it once Apply has made
+	// the runtime current.
 	l.acceptor = s.loops.Accept(l.fd, l.acceptedInLoop, l.pausedInLoop)
-	if err := l.acceptor.Resume(); err != nil {
-		l.close()
-		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
-	}
 	return l, nil
 }
 
@@ -75,7 +73,8 @@ const (
 	resumedLogged
 )
 
-// pausedInLoop hands the cause of a pause to serveInLoops.
+// pausedInLoop hands the cause of a pause (or of a failed Resume) to
+// serveInLoops.
 func (l *listener) pausedInLoop(err error) {
 	select {
 	case l.failed <- err:
@@ -89,11 +88,15 @@ func (l *listener) pausedInLoop(err error) {
 func (l *listener) serveInLoops() {
 	defer func() { <-l.stop }()
 	var bo acceptBackoff
+	l.pausedInLoop(l.acceptor.Resume()) // the first start; nil unless it failed
 	for {
 		select {
 		case <-l.stop:
 			return
 		case err := <-l.failed:
+			if err == nil {
+				continue
+			}
 			switch l.resumed.Swap(resumedNone) {
 			case resumedNone:
 				bo.delay = 0 // connections got through since the last pause
@@ -111,8 +114,9 @@ func (l *listener) serveInLoops() {
 			}
 			l.resumed.Store(state)
 			if err := l.acceptor.Resume(); err != nil {
-				l.srv.log.Error("accept stopped", zap.String("listener", l.rt.Load().cfg.Name), zap.Error(err))
-				return
+				// Out of memory or epoll watches: back off and retry, as
+				// after any other failure.
+				l.pausedInLoop(fmt.Errorf("register the listening socket in the event loops: %w", err))
 			}
 		}
 	}

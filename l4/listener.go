@@ -74,7 +74,17 @@ func (l *listener) stats() ListenerStats {
 	}
 }
 
-// close stops the listener; connections it accepted go on.
+// waitReleased returns once a closed listener's socket is closed: at once
+// for one accepted from by its goroutine, whose close is synchronous.
+func (l *listener) waitReleased() {
+	if l.stop != nil {
+		<-l.stop
+	}
+}
+
+// close stops the listener; connections it accepted go on. For a listener
+// the event loops accept from, the socket is closed a moment later
+// (waitReleased).
 func (l *listener) close() {
 	if l.closed.Swap(true) {
 		return

@@ -5,9 +5,11 @@ package l4
 import (
 	"net"
 
-	"github.com/l4edge/l4edge/l4/tlsrelay"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/l4edge/l4edge/balancer"
+	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
 // The two drivers of doc.go's paths. Each runs the stages in order until
@@ -107,6 +109,9 @@ func (s *Server) serveReloaded(l *listener, fd int) {
 	client, err := fdConn(fd)
 	if err != nil {
 		s.log.Error("accepted connection dropped", zap.String("listener", l.rt.Load().cfg.Name), zap.Error(err))
+		if balancer.LocalResourceError(err) {
+			l.starved.Store(&err) // out of descriptors: the accept loop backs off
+		}
 		s.handlers.Done()
 		return
 	}

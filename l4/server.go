@@ -98,10 +98,22 @@ func (s *Server) Runtime() *Runtime { return s.current.Load() }
 // the error names the listener); removed ones stop accepting while their
 // open connections finish.
 func (s *Server) Apply(rt *Runtime) error {
+	closed, err := s.apply(rt)
+	// A listener's socket is released once no event loop can touch it
+	// (accept_loop.go), which may need s.mu: wait for that here, so that
+	// a removed listener no longer accepts once Apply returns.
+	for _, l := range closed {
+		l.waitReleased()
+	}
+	return err
+}
+
+// apply is Apply under s.mu; it returns the listeners it closed.
+func (s *Server) apply(rt *Runtime) (closed []*listener, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return errors.New("server is shutting down")
+		return nil, errors.New("server is shutting down")
 	}
 	fresh := map[string]*listener{}
 	for addr, lr := range rt.listeners {
@@ -112,8 +124,9 @@ func (s *Server) Apply(rt *Runtime) error {
 		if err != nil {
 			for _, l := range fresh {
 				l.close()
+				closed = append(closed, l)
 			}
-			return err
+			return closed, err
 		}
 		fresh[addr] = ln
 	}
@@ -124,6 +137,7 @@ func (s *Server) Apply(rt *Runtime) error {
 			continue
 		}
 		l.close()
+		closed = append(closed, l)
 		delete(s.listeners, addr)
 		s.log.Info("listener removed", zap.String("listener", l.rt.Load().cfg.Name), zap.String("address", addr))
 	}
@@ -133,7 +147,7 @@ func (s *Server) Apply(rt *Runtime) error {
 		go l.serve()
 		s.log.Info("listening", zap.String("listener", l.rt.Load().cfg.Name), zap.Stringer("address", l.bound))
 	}
-	return nil
+	return closed, nil
 }
 
 func (s *Server) bind(lr *listenerRuntime) (*listener, error) {

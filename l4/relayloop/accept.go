@@ -178,13 +178,14 @@ func (l *loop) acceptReady(ready []*Acceptor) {
 				a.pause(fmt.Errorf("accept4: %w", err))
 				break
 			}
+			l.spawned = true // accepted may start goroutines
 			if err := a.accepted(fd, peer, Home{l}); err != nil {
 				a.pause(err)
 				break
 			}
 		}
-		l.spawned = true // accepted may start goroutines
 	}
+	clear(ready) // keep no closed acceptor alive
 }
 
 // Home is the event loop a connection was accepted in. A flow given it
@@ -193,7 +194,8 @@ func (l *loop) acceptReady(ready []*Acceptor) {
 // lets Start pick a loop in turn.
 type Home struct{ l *loop }
 
-// SetHome makes a new flow start in home's loop.
+// SetHome makes a new flow start in home's loop, unless that loop already
+// holds more flows than another (see Relay.pick).
 func (f *Flow) SetHome(home Home) { f.loop = home.l }
 
 // Accept4 accepts one connection from the nonblocking listening socket
@@ -234,5 +236,6 @@ func (l *loop) endTurn(b *batch) {
 	for _, ch := range b.turnWaiters {
 		close(ch)
 	}
+	clear(b.turnWaiters)
 	b.turnWaiters = b.turnWaiters[:0]
 }

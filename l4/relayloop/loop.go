@@ -91,6 +91,7 @@ type loop struct {
 	yielded   time.Time
 	checked   time.Time
 
+	open    atomic.Int64 // flows registered and not finished (see Relay.pick)
 	idleN   atomic.Int64 // open flows with an idle timeout
 	swept   atomic.Int64 // timer entries the sweep looked at (tests)
 	stashed atomic.Int64 // copied bytes parked in a pipe for a full destination (tests)
@@ -140,6 +141,7 @@ func (l *loop) add(f *Flow) error {
 		l.timedAdds = append(l.timedAdds, f)
 	}
 	l.mu.Unlock()
+	l.open.Add(1)
 	// Counted before the sockets are registered, which the loop's
 	// setIdle relies on. A loop that sleeps with no timeout must wake to
 	// start sweeping; one that will look at idleN before it sleeps, or
@@ -155,6 +157,7 @@ func (l *loop) add(f *Flow) error {
 			l.flows[f.id] = nil
 			l.free = append(l.free, f.id)
 			l.mu.Unlock()
+			l.open.Add(-1)
 			if side == 1 {
 				_ = l.epollCtl(unix.EPOLL_CTL_DEL, fds[0], nil)
 			}

@@ -321,6 +321,7 @@ func (l *loop) finish(f *Flow, reason closereason.Reason, err error) {
 	l.flows[f.id] = nil
 	l.free = append(l.free, f.id)
 	l.mu.Unlock()
+	l.open.Add(-1)
 
 	res := Result{ToBackend: f.bytes[0].Load(), ToClient: f.bytes[1].Load(), Reason: reason, Err: err, BackendAcked: -1}
 	if reason == closereason.BackendClosed && res.ToClient == 0 {

