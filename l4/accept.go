@@ -86,8 +86,8 @@ func (l *listener) serve() {
 // acceptOne takes the next connection, or reports why it could not: an
 // accept error, or the starvation a connection reported.
 func (l *listener) acceptOne() (accepted, error) {
-	if starved := l.starved.Swap(nil); starved != nil {
-		return accepted{}, *starved
+	if err := l.takeStarved(); err != nil {
+		return accepted{}, err
 	}
 	if l.rt.Load().rawAccept && l.srv.loops != nil {
 		fd, sa, err := l.acceptRaw()
@@ -95,6 +95,20 @@ func (l *listener) acceptOne() (accepted, error) {
 	}
 	c, err := l.ln.AcceptTCP()
 	return accepted{client: c, fd: -1}, err
+}
+
+// takeStarved returns and clears the starvation a connection reported
+// (listener.starved), or nil. It reads before it swaps: the swap is a
+// locked write to a line every accepting loop shares, and it is needed
+// only out of descriptors.
+func (l *listener) takeStarved() error {
+	if l.starved.Load() == nil {
+		return nil
+	}
+	if p := l.starved.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // dispatch starts a connection's path.

@@ -19,44 +19,42 @@ import (
 // one goroutine on one thread, with no accept goroutine parked in Go's
 // netpoller and woken for each connection.
 
-// bindInLoops makes a bound raw listener one the event loops accept from.
-// Go's listener is closed, so that its registration in Go's netpoller does
-// not wake it for every connection: fd, a duplicate, is the socket's only
-// descriptor from then on.
-func (s *Server) bindInLoops(lr *listenerRuntime, tl *net.TCPListener) (*listener, error) {
-	l := &listener{srv: s, addr: lr.cfg.Listen, bound: tl.Addr(), fd: -1, perIP: newIPLimiter(),
-		stop: make(chan struct{}), failed: make(chan error, 1)}
-	l.rt.Store(lr)
+// acceptInLoops makes a bound raw listener one the event loops accept
+// from. Go's listener is closed, so that its registration in Go's
+// netpoller does not wake it for every connection: fd, a duplicate, is the
+// socket's only descriptor from then on. It takes tl over.
+func (l *listener) acceptInLoops(tl *net.TCPListener) error {
+	defer tl.Close()
 	rc, err := tl.SyscallConn()
 	if err != nil {
-		tl.Close()
-		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+		return err
 	}
 	var derr error
 	if err = rc.Control(func(fd uintptr) { l.fd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
 		err = derr
 	}
-	tl.Close()
 	if err != nil {
-		return nil, fmt.Errorf("listeners[%d].listen: duplicate the listening socket: %w", lr.index, err)
+		return fmt.Errorf("duplicate the listening socket: %w", err)
 	}
 	// The duplicate shares the socket's O_NONBLOCK, which Go set. The
 	// acceptor starts paused: serveInLoops starts it once Apply has made
 	// the runtime current.
-	l.acceptor = s.loops.Accept(l.fd, l.acceptedInLoop, l.pausedInLoop)
-	return l, nil
+	l.stop, l.failed = make(chan struct{}), make(chan error, 1)
+	l.acceptor = l.srv.loops.Accept(l.fd, l.acceptedInLoop, l.pausedInLoop)
+	return nil
 }
 
 // acceptedInLoop starts an accepted connection's path, in the event loop
-// that accepted it, which relays it too (its home). It returns the starvation the connection reported (no
-// backend socket for lack of descriptors or memory), which pauses the
-// listener's accepting, as a failed accept4 does.
+// that accepted it, which relays it too (its home). It returns the
+// starvation the connection reported (no backend socket for lack of
+// descriptors or memory), which pauses the listener's accepting, as a
+// failed accept4 does.
 func (l *listener) acceptedInLoop(fd int, peer syscall.Sockaddr, home relayloop.Home) error {
 	l.accepted.Add(1)
 	l.srv.handlers.Add(1)
 	l.dispatch(accepted{fd: fd, peer: peer, home: home})
-	if starved := l.starved.Swap(nil); starved != nil {
-		return *starved
+	if err := l.takeStarved(); err != nil {
+		return err
 	}
 	if l.resumed.Load() != resumedNone && l.resumed.Swap(resumedNone) == resumedLogged {
 		l.srv.log.Info("accept recovered", zap.String("listener", l.rt.Load().cfg.Name))
@@ -88,15 +86,16 @@ func (l *listener) pausedInLoop(err error) {
 func (l *listener) serveInLoops() {
 	defer func() { <-l.stop }()
 	var bo acceptBackoff
-	l.pausedInLoop(l.acceptor.Resume()) // the first start; nil unless it failed
 	for {
+		if err := l.acceptor.Resume(); err != nil {
+			// Out of memory or epoll watches: back off and retry, as
+			// after any other failure.
+			l.pausedInLoop(fmt.Errorf("register the listening socket in the event loops: %w", err))
+		}
 		select {
 		case <-l.stop:
 			return
 		case err := <-l.failed:
-			if err == nil {
-				continue
-			}
 			switch l.resumed.Swap(resumedNone) {
 			case resumedNone:
 				bo.delay = 0 // connections got through since the last pause
@@ -113,11 +112,6 @@ func (l *listener) serveInLoops() {
 				state, bo.logged = resumedLogged, false
 			}
 			l.resumed.Store(state)
-			if err := l.acceptor.Resume(); err != nil {
-				// Out of memory or epoll watches: back off and retry, as
-				// after any other failure.
-				l.pausedInLoop(fmt.Errorf("register the listening socket in the event loops: %w", err))
-			}
 		}
 	}
 }

@@ -164,23 +164,36 @@ func (s *Server) bind(lr *listenerRuntime) (*listener, error) {
 		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
 	}
 	tl := ln.(*net.TCPListener)
+	l := &listener{srv: s, addr: lr.cfg.Listen, bound: tl.Addr(), fd: -1, perIP: newIPLimiter()}
+	l.rt.Store(lr)
 	if s.loops != nil && lr.rawAccept {
-		return s.bindInLoops(lr, tl)
+		err = l.acceptInLoops(tl)
+	} else {
+		err = l.acceptInGoroutine(tl)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+	}
+	return l, nil
+}
+
+// acceptInGoroutine makes a bound listener one its serve goroutine accepts
+// from, through tl or (once raw) a duplicate that can wait for
+// readability. It takes tl over.
+func (l *listener) acceptInGoroutine(tl *net.TCPListener) error {
 	f, err := tl.File()
 	if err != nil {
 		tl.Close()
-		return nil, fmt.Errorf("listeners[%d].listen: duplicate the listening socket: %w", lr.index, err)
+		return fmt.Errorf("duplicate the listening socket: %w", err)
 	}
 	raw, err := f.SyscallConn()
 	if err != nil {
 		tl.Close()
 		f.Close()
-		return nil, fmt.Errorf("listeners[%d].listen: %w", lr.index, err)
+		return err
 	}
-	l := &listener{srv: s, addr: lr.cfg.Listen, bound: tl.Addr(), ln: tl, file: f, raw: raw, fd: -1, perIP: newIPLimiter()}
-	l.rt.Store(lr)
-	return l, nil
+	l.ln, l.file, l.raw = tl, f, raw
+	return nil
 }
 
 // Addr returns the bound address of the listener with the given name, or

@@ -20,7 +20,7 @@ const acceptBatch = 16
 // loops, as HAProxy's and nginx's threads do: the socket is registered in
 // every loop (EPOLLEXCLUSIVE: a connection wakes one idle loop, not all),
 // and the loop that is woken calls accept4 and hands each connection to
-// accepted in its own goroutine. Setup then costs no Go accept goroutine
+// accepted, in the loop's goroutine. Setup then costs no Go accept goroutine
 // parked and woken by the netpoller and no thread handing the connection
 // to a loop on another CPU.
 type Acceptor struct {

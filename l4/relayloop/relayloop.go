@@ -100,9 +100,10 @@ func (d DoneFunc) FlowEnded(res Result) { d(res) }
 // Start takes over two connected sockets and relays between them in f,
 // which must be new (a zero Flow, usually a field of the caller's
 // connection) until both directions are done; then it closes them and tells
-// done (f may have been given a Home). The *net.TCPConn values are closed at once: the flow keeps
-// duplicates of their descriptors, outside Go's netpoller. Bytes already
-// read from either socket must have been forwarded before Start.
+// done (f may have been given a Home). The *net.TCPConn values are closed
+// at once: the flow keeps duplicates of their descriptors, outside Go's
+// netpoller. Bytes already read from either socket must have been
+// forwarded before Start.
 func (r *Relay) Start(f *Flow, client, backend *net.TCPConn, idle time.Duration, done Done) error {
 	cfd, err := detach(client)
 	if err != nil {
@@ -162,13 +163,14 @@ func (r *Relay) pick(home *loop) *loop {
 	if home == nil {
 		return r.loops[int(r.next.Add(1))%len(r.loops)]
 	}
-	least, n := home, home.open.Load()
+	h := home.open.Load()
+	least, n := home, h
 	for _, l := range r.loops {
 		if m := l.open.Load(); m < n {
 			least, n = l, m
 		}
 	}
-	if home.open.Load() <= n+2+n/4 {
+	if h <= n+2+n/4 {
 		return home
 	}
 	return least
