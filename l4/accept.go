@@ -120,10 +120,15 @@ func (l *listener) dispatch(a accepted) {
 		go l.srv.serveReloaded(l, a.fd)
 	case lr.catchAll.pool.CanStartConnect():
 		// Nothing on this path waits (the connect completes in an event
-		// loop): no goroutine of its own, no stack to grow.
-		l.srv.serveRaw(l, lr, a)
+		// loop): no goroutine of its own, no stack to grow. Accepted in
+		// a loop, it runs there, and so does an early end's release.
+		end := (*conn).endWith
+		if a.home.InLoop() {
+			end = (*conn).endInLoop
+		}
+		l.srv.serveRaw(l, lr, a, end)
 	default:
-		go l.srv.serveRaw(l, lr, a)
+		go l.srv.serveRaw(l, lr, a, (*conn).endWith)
 	}
 }
 

@@ -21,15 +21,38 @@ type ending struct {
 // ends reports whether the stage ended the connection.
 func (e ending) ends() bool { return e.reason != "" }
 
+// result is how the relays would report the ending.
+func (e ending) result() relayloop.Result {
+	return relayloop.Result{Reason: e.reason, Err: e.err, BackendAcked: -1}
+}
+
 // endWith is the end stage of a connection a stage ended.
-func (c *conn) endWith(e ending) {
-	c.end(relayloop.Result{Reason: e.reason, Err: e.err, BackendAcked: -1})
+func (c *conn) endWith(e ending) { c.end(e.result()) }
+
+// endInLoop is endWith for a connection that an event loop's accept step
+// ended before a relay took it (refused by a limit, no backend): the
+// release runs at once, in the loop, whose accept step must know whether
+// the connection starved its listener; the report (the access log's write,
+// OnDone) runs in a goroutine, so a slow log sink cannot stall the flows
+// of the loop.
+func (c *conn) endInLoop(e ending) {
+	rec := c.release(e.result())
+	go c.l.srv.report(&rec, c.lr.rt.Config.Log.AccessEnabled())
 }
 
 // end is the end stage: it releases everything, writes the access log
 // entry and reports the record. res says how the connection ended, as the
 // relays report it (a forced close overrides its reason).
 func (c *conn) end(res relayloop.Result) {
+	rec := c.release(res)
+	c.l.srv.report(&rec, c.lr.rt.Config.Log.AccessEnabled())
+}
+
+// release gives back what the connection holds (its per-IP slot, its
+// backend slot, its sockets, its place among the tracked connections) and
+// returns its Record. It never blocks for long: it may run in an event
+// loop.
+func (c *conn) release(res relayloop.Result) Record {
 	srv := c.l.srv
 	if c.has(connPerIP) {
 		c.l.perIP.release(c.ipKey())
@@ -44,9 +67,7 @@ func (c *conn) end(res relayloop.Result) {
 	}
 	srv.untrack(c)
 	c.l.active.Add(-1)
-	rec := c.record(res)
-	srv.finish(&rec, c.lr.rt.Config.Log.AccessEnabled())
-	srv.handlers.Done()
+	return c.record(res)
 }
 
 // record builds the connection's Record.
@@ -73,15 +94,17 @@ func (c *conn) record(res relayloop.Result) Record {
 	return r
 }
 
-// finish writes the access log entry (when the connection's runtime has the
-// access log on) and reports the record.
-func (s *Server) finish(rec *Record, accessLog bool) {
+// report writes the access log entry (when the connection's runtime has
+// the access log on) and hands the record to OnDone; the connection's
+// handler is done after it. Either may block (a slow log sink).
+func (s *Server) report(rec *Record, accessLog bool) {
 	if accessLog && s.opts.AccessLog != nil {
 		s.opts.AccessLog.Info("connection", rec.fields()...)
 	}
 	if s.opts.OnDone != nil {
 		s.opts.OnDone(rec)
 	}
+	s.handlers.Done()
 }
 
 // FlowEnded is told by a relay (the event loop's flow, or the TLS relay)

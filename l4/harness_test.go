@@ -61,14 +61,25 @@ func TestMain(m *testing.M) {
 // startProxy runs cfg with tlsp (may be nil) until the test ends.
 func startProxy(t *testing.T, cfg *config.Config, tlsp TLSProvider) *harness {
 	t.Helper()
+	return startProxyWith(t, cfg, tlsp, nil)
+}
+
+// startProxyWith is startProxy with the server's options changed by with
+// (nil: as they are) before it starts.
+func startProxyWith(t *testing.T, cfg *config.Config, tlsp TLSProvider, with func(*Options)) *harness {
+	t.Helper()
 	h := &harness{t: t, records: make(chan Record, 4096)}
 	log := zaptest.NewLogger(t)
-	h.srv = NewServer(Options{Log: log, EventLoops: runtime.GOMAXPROCS(0) - 1, OnDone: func(r *Record) {
+	opts := Options{Log: log, EventLoops: runtime.GOMAXPROCS(0) - 1, OnDone: func(r *Record) {
 		select {
 		case h.records <- *r:
 		default:
 		}
-	}})
+	}}
+	if with != nil {
+		with(&opts)
+	}
+	h.srv = NewServer(opts)
 	pools := map[string]*balancer.Pool{}
 	for name, pc := range cfg.Pools {
 		p, err := balancer.NewPool(*pc, nil, balancer.Options{Log: log})

@@ -61,17 +61,18 @@ func (s *Server) fullStages(c *conn, client *net.TCPConn) ending {
 // route, connect, relay; nothing is read from the client. With IP-literal
 // backends connect and relay both run in an event loop (connect_loop.go)
 // and this returns at once. The flow is relayed in the loop that accepted
-// the descriptor, if one did.
-func (s *Server) serveRaw(l *listener, lr *listenerRuntime, a accepted) {
+// the descriptor, if one did. A stage that ends the connection ends it
+// with end: endWith, or endInLoop where this runs in an event loop.
+func (s *Server) serveRaw(l *listener, lr *listenerRuntime, a accepted, end func(*conn, ending)) {
 	c, e := s.newConn(l, lr, sockaddrAddrPort(a.peer))
 	if e.ends() {
 		unix.Close(a.fd)
-		c.endWith(e)
+		end(c, e)
 		return
 	}
 	c.flow.SetHome(a.home)
 	if e := s.rawStages(c, a.fd); e.ends() {
-		c.endWith(e)
+		end(c, e)
 	}
 }
 

@@ -198,6 +198,10 @@ type Home struct{ l *loop }
 // holds more flows than another (see Relay.pick).
 func (f *Flow) SetHome(home Home) { f.loop = home.l }
 
+// InLoop reports whether home names a loop: the connection was accepted in
+// one, and its accept step runs there.
+func (home Home) InLoop() bool { return home.l != nil }
+
 // Accept4 accepts one connection from the nonblocking listening socket
 // lfd: a nonblocking, close-on-exec descriptor and the peer's address. It
 // skips connections that went away before they were accepted (and
