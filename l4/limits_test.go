@@ -2,9 +2,9 @@ package l4
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,12 +171,13 @@ func TestBadPeersAreIsolated(t *testing.T) {
 
 // A connection an event loop refuses as it accepts it (max_connections)
 // is reported off the loop: while its report blocks (a slow log sink),
-// the flows of that loop still move.
+// the flows of that loop still move, and the report comes once unblocked.
 func TestRefusedInLoopDoesNotStallFlows(t *testing.T) {
 	back := testpeer.Echo(t)
 	l := testListener("l", catchAll("p"))
 	l.MaxConnections = 1
 	release := make(chan struct{})
+	var unblock sync.Once
 	h := startProxyWith(t, testConfig([]*config.Pool{testPool("p", back.Addr())}, l), nil, func(o *Options) {
 		o.EventLoops = 1 // the refused connection and the open one share the loop
 		record := o.OnDone
@@ -187,31 +188,19 @@ func TestRefusedInLoopDoesNotStallFlows(t *testing.T) {
 			record(r)
 		}
 	})
-	t.Cleanup(func() { close(release) }) // before the proxy's shutdown
-	open, err := net.Dial("tcp", h.addr("l"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { unblock.Do(func() { close(release) }) }) // before the proxy's shutdown
+	open := testpeer.Dial(t, h.addr("l"))
 	defer open.Close()
-	echo := func(b byte) error {
-		_ = open.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := open.Write([]byte{b}); err != nil {
-			return err
-		}
-		buf := make([]byte, 1)
-		if _, err := open.Read(buf); err != nil || buf[0] != b {
-			return fmt.Errorf("read %q, %v", buf, err)
-		}
-		return nil
-	}
-	if err := echo('x'); err != nil {
-		t.Fatalf("first connection not served: %v", err)
-	}
+	testpeer.EchoOnce(t, open, "x")
 	dialClosed(t, h.addr("l"), "second connection (over max_connections)")
-	if err := echo('y'); err != nil {
-		t.Fatalf("the open connection stalled while the refused one's report blocked: %v", err)
-	}
+	// The refused connection's report is blocked now: with it in the
+	// loop, this echo would time out.
+	testpeer.EchoOnce(t, open, "y")
 	if st := h.srv.Listeners()[0]; st.Refused != 1 {
 		t.Fatalf("refused %d, want 1", st.Refused)
+	}
+	unblock.Do(func() { close(release) })
+	if rec := h.next(3 * time.Second); rec.Close != closereason.Limit {
+		t.Fatalf("record close %q, want limit", rec.Close)
 	}
 }
