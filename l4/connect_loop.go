@@ -7,10 +7,12 @@ import (
 	"io"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/l4edge/l4edge/balancer"
 	"github.com/l4edge/l4edge/l4/closereason"
+	"github.com/l4edge/l4edge/l4/relayloop"
 	"github.com/l4edge/l4edge/l4/tlsrelay"
 )
 
@@ -25,11 +27,62 @@ import (
 // the pool's backends (balancer.Attempts) is made only once an attempt
 // failed. It takes fd over.
 func (s *Server) connectInLoop(c *conn, fd int) ending {
-	pool := c.route.pool
-	b := pool.FirstAttempt(c.client.Addr())
-	if b == nil {
+	bfd, e := startConnect(c)
+	if e.ends() {
 		unix.Close(fd)
-		return dialFailure(balancer.ErrNoBackend)
+		return e
+	}
+	if err := s.loops.StartConnecting(&c.flow, fd, bfd, c.route.pool.Config.ConnectTimeout, c); err != nil {
+		unix.Close(bfd)
+		unix.Close(fd)
+		return ending{closereason.Shutdown, err}
+	}
+	c.handOff(nil)
+	return ending{}
+}
+
+// connectTLSInLoop is connectInLoop for a connection whose TLS the
+// terminate stage ended, on the full path: the event loop completes the
+// connect, sends hdr (the PROXY header, made beforehand because it names
+// the TLS session, which the loop cannot see) and relays the session
+// (tlsrelay.StartConnectingInLoop). The connect then costs what the raw
+// path's does instead of a goroutine blocked in Dial. It reports false,
+// and has changed nothing, when the loops cannot take the connection: the
+// blocking connect stage and the relay stage serve it then.
+func (s *Server) connectTLSInLoop(c *conn, front tlsrelay.Leg, hdr []byte) (e ending, took bool) {
+	if s.loops == nil || !c.route.pool.CanStartConnect() || tlsrelay.CanStartInLoop(front) != nil {
+		return ending{}, false
+	}
+	bfd, e := startConnect(c)
+	if e.ends() {
+		return e, true
+	}
+	var connector relayloop.Connector = c
+	if len(hdr) > 0 {
+		connector = &headerConnector{conn: c, hdr: hdr}
+	}
+	err := s.relayer.StartConnectingInLoop(s.loops, &c.flow, front, bfd, c.route.pool.Config.ConnectTimeout, connector)
+	if err != nil {
+		unix.Close(bfd)
+		if b := c.backendRef.Swap(nil); b != nil {
+			b.Release() // the blocking connect starts its own walk
+		}
+		c.attempts = nil
+		s.log.Debug("event loop refused a connecting flow; connecting in its goroutine", zap.Error(err))
+		return ending{}, false
+	}
+	c.handOff(nil)
+	return ending{}, true
+}
+
+// startConnect begins the connect stage's first nonblocking connect to the
+// backend the pool picks, moving on past backends whose connect fails at
+// once (ConnectFailed). It returns the socket, whose connect is under way,
+// or how the connection ends.
+func startConnect(c *conn) (int, ending) {
+	b := c.route.pool.FirstAttempt(c.client.Addr())
+	if b == nil {
+		return -1, dialFailure(balancer.ErrNoBackend)
 	}
 	c.backendRef.Store(b) // not final until Connected sets connRouted
 	bfd, err := balancer.StartConnect(b)
@@ -37,16 +90,9 @@ func (s *Server) connectInLoop(c *conn, fd int) ending {
 		bfd, err = c.ConnectFailed(err)
 	}
 	if err != nil {
-		unix.Close(fd)
-		return dialFailure(err)
+		return -1, dialFailure(err)
 	}
-	if err := s.loops.StartConnecting(&c.flow, fd, bfd, pool.Config.ConnectTimeout, c); err != nil {
-		unix.Close(bfd)
-		unix.Close(fd)
-		return ending{closereason.Shutdown, err}
-	}
-	c.handOff(nil)
-	return ending{}
+	return bfd, ending{}
 }
 
 // ConnectFailed records that the current attempt failed or timed out (a
@@ -78,17 +124,27 @@ func (c *conn) ConnectFailed(cause error) (int, error) {
 }
 
 // Connected is told by the event loop that the backend accepted the
-// connection: it sends the PROXY header, if the pool wants one, and
-// returns the pool's idle timeout for the relay.
+// connection: it sends the PROXY header, if the pool wants one, made from
+// the client socket's addresses, and returns the pool's idle timeout for
+// the relay.
 func (c *conn) Connected(clientFD, backendFD int) (time.Duration, error) {
+	var hdr []byte
+	if c.route.pool.Config.ProxyProtocol != "" {
+		hdr = c.l.srv.proxyHeader(c, nil, tlsrelay.Leg{}, localAddrPort(clientFD))
+	}
+	return c.connected(backendFD, hdr)
+}
+
+// connected records that the connect stage is done and writes hdr, if
+// any, to the backend; it returns the pool's idle timeout.
+func (c *conn) connected(backendFD int, hdr []byte) (time.Duration, error) {
 	r := c.route
 	r.pool.Connected()
 	c.attempts = nil
 	c.set(connRouted)
-	if r.pool.Config.ProxyProtocol == "" {
+	if len(hdr) == 0 {
 		return r.pool.Config.IdleTimeout, nil
 	}
-	hdr := c.l.srv.proxyHeader(c, nil, tlsrelay.Leg{}, localAddrPort(clientFD))
 	// A fresh socket's send buffer takes a PROXY header (at most a few
 	// hundred bytes) whole.
 	n, err := unix.Write(backendFD, hdr)
@@ -99,4 +155,19 @@ func (c *conn) Connected(clientFD, backendFD int) (time.Duration, error) {
 		return r.pool.Config.IdleTimeout, fmt.Errorf("write PROXY header to backend %s: %w", c.backendRef.Load().Address, err)
 	}
 	return r.pool.Config.IdleTimeout, nil
+}
+
+// headerConnector is the Connector of a connection whose PROXY header was
+// made before its connect began (connectTLSInLoop): Connected sends it
+// and lets it go.
+type headerConnector struct {
+	*conn
+	hdr []byte
+}
+
+// Connected sends the header made beforehand.
+func (h *headerConnector) Connected(_, backendFD int) (time.Duration, error) {
+	hdr := h.hdr
+	h.hdr = nil // the flow keeps its Connector: keep no header with it
+	return h.connected(backendFD, hdr)
 }

@@ -27,6 +27,9 @@
 //
 //	full  Go's accept; every stage, in a goroutine of the connection's.
 //	      For listeners that inspect, read a PROXY header or terminate.
+//	      A terminated connection with IP-literal backends connects in
+//	      the event loop, as the raw path does (connectTLSInLoop): the
+//	      goroutine ends after the handshake.
 //	raw   accept4 in the event loops (relayloop.Acceptor), for listeners
 //	      that read nothing from clients: admit (limits only), the
 //	      catch-all route, no TLS. With IP-literal backends the connect

@@ -46,11 +46,15 @@ func (s *Server) fullStages(c *conn, client *net.TCPConn) ending {
 	if e.ends() {
 		return e
 	}
+	hdr := s.proxyHeader(c, h.info, front, dst)
+	if e, took := s.connectTLSInLoop(c, front, hdr); took {
+		return e
+	}
 	backend, e := s.connect(c)
 	if e.ends() {
 		return e
 	}
-	if e := sendPreamble(c, backend, s.proxyHeader(c, h.info, front, dst), h.raw); e.ends() {
+	if e := sendPreamble(c, backend, hdr, h.raw); e.ends() {
 		return e
 	}
 	return s.relay(c, front, backend)

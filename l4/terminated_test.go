@@ -26,12 +26,19 @@ import (
 // relays to a backend served by handle.
 func startTerminated(t *testing.T, handle func(*net.TCPConn), idle time.Duration) (*harness, string, *x509.CertPool) {
 	t.Helper()
-	cert, roots := selfSigned(t, "term.test")
 	be := testpeer.Serve(t, handle)
-	l := testListener("tls", config.Route{Name: "term", Pool: "be",
-		TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: config.CertSelfSigned}})
 	p := testPool("be", be.Addr())
 	p.IdleTimeout = idle
+	return startTerminatedPool(t, p)
+}
+
+// startTerminatedPool runs one listener that terminates TLS for
+// "term.test" and relays to pool p.
+func startTerminatedPool(t *testing.T, p *config.Pool) (*harness, string, *x509.CertPool) {
+	t.Helper()
+	cert, roots := selfSigned(t, "term.test")
+	l := testListener("tls", config.Route{Name: "term", Pool: p.Name,
+		TLS: &config.RouteTLS{Mode: config.ModeTerminate, Cert: config.CertSelfSigned}})
 	h := startProxy(t, testConfig([]*config.Pool{p}, l), staticTLS{{0, 0}: {Certificates: []tls.Certificate{cert}}})
 	return h, h.addr("tls"), roots
 }
@@ -83,6 +90,75 @@ func TestIdleTerminatedConnectionsHoldNoGoroutine(t *testing.T) {
 				before, after, n, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A terminated connection connects to its backend in the event loop: 40
+// of them, half sent first to a black-holed backend, hold no goroutine in
+// l4edge while those connects wait (a goroutine in Dial would hold one
+// each); once connect_timeout ends an attempt, the loop tries the other
+// backend and the session relays through it, so every connection echoes
+// and ends on the good backend.
+func TestTerminatedConnectsInLoop(t *testing.T) {
+	hole := testpeer.Blackhole(t)
+	good := testpeer.Echo(t)
+	p := testPool("be", hole, good.Addr())
+	p.ConnectTimeout = 2 * time.Second
+	p.PassiveFall = 1000 // the black hole stays in: every other connection meets it
+	h, addr, roots := startTerminatedPool(t, p)
+	for range 2 { // one turn of the round robin
+		c := dialTerm(t, addr, roots)
+		echoOnce(t, c, "warm up")
+		c.Close()
+		h.next(5 * time.Second)
+	}
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	const n = 40
+	conns := make([]*tls.Conn, n)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr,
+				&tls.Config{ServerName: "term.test", RootCAs: roots})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	if t.Failed() {
+		t.FailNow()
+	}
+	time.Sleep(300 * time.Millisecond) // the handshakes' goroutines end
+	// The test's echo server holds one goroutine per connection that
+	// reached it: n/2 by now.
+	if during := runtime.NumGoroutine() - before; during > n/2+n/8 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines grew by %d while %d terminated connections waited for a black hole (echo server: %d)\n%s",
+			during, n/2, n/2, buf[:runtime.Stack(buf, true)])
+	}
+	for i, c := range conns {
+		echoOnce(t, c, fmt.Sprintf("hello %d", i))
+		c.Close()
+	}
+	for range n {
+		if rec := h.next(5 * time.Second); rec.Backend != good.Addr() || rec.Close != closereason.ClientClosed {
+			t.Fatalf("a connection ended on %q with %s, want %s and client_closed: %+v", rec.Backend, rec.Close, good.Addr(), rec)
+		}
+	}
+	if fails := h.rt.Pools["be"].Backend(hole).Snapshot().Failures; fails < n/2 {
+		t.Fatalf("black hole counted %d failed connects, want at least %d", fails, n/2)
 	}
 }
 

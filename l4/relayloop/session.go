@@ -42,6 +42,29 @@ func (r *Relay) StartSession(f *Flow, client *net.TCPConn, s Session, bind func(
 	return nil
 }
 
+// StartSessionConnecting is StartSession for a backend socket whose
+// nonblocking connect is in progress, as StartConnecting: the loop
+// completes the connect (asking c for the next attempt when one fails),
+// and the session's bytes move once c.Connected says so. Records the
+// client sends meanwhile wait in its socket. The flow owns backendFD once
+// this succeeds; on an error the caller still owns it, the client socket
+// and s, as with StartSession.
+func (r *Relay) StartSessionConnecting(f *Flow, client *net.TCPConn, s Session, bind func(net.Conn), backendFD int, connectTimeout time.Duration, c Connector) error {
+	cfd, err := detach(client)
+	if err != nil {
+		return fmt.Errorf("relay: take over client socket: %w", err)
+	}
+	f.sess = &session{s: s, f: f, local: client.LocalAddr(), remote: client.RemoteAddr()}
+	bind(f.sess)
+	if err := r.StartConnecting(f, cfd, backendFD, connectTimeout, c); err != nil {
+		f.sess, f.connecting = nil, false
+		unix.Close(cfd)
+		return err
+	}
+	client.Close()
+	return nil
+}
+
 // session is a flow's Session and the client transport bound to it: a
 // net.Conn over the flow's client descriptor. Its reads never block (an
 // empty socket reads as errWouldBlock, which crypto/tls keeps no record
