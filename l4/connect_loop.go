@@ -46,9 +46,12 @@ func (s *Server) connectInLoop(c *conn, fd int) ending {
 // connect, sends hdr (the PROXY header, made beforehand because it names
 // the TLS session, which the loop cannot see) and relays the session
 // (tlsrelay.StartConnectingInLoop). The connect then costs what the raw
-// path's does instead of a goroutine blocked in Dial. It reports false,
-// and has changed nothing, when the loops cannot take the connection: the
-// blocking connect stage and the relay stage serve it then.
+// path's does instead of a goroutine blocked in Dial. It reports false
+// when the loops cannot take the connection: the blocking connect stage
+// and the relay stage serve it then. A loop that refuses the flow (only
+// while it shuts down, or when epoll_ctl fails) has cost the connect begun
+// to the first backend, which is closed and its slot given back; the
+// blocking connect starts its own walk, one turn of the pool's policy on.
 func (s *Server) connectTLSInLoop(c *conn, front tlsrelay.Leg, hdr []byte) (e ending, took bool) {
 	if s.loops == nil || !c.route.pool.CanStartConnect() || tlsrelay.CanStartInLoop(front) != nil {
 		return ending{}, false

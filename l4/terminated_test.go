@@ -103,24 +103,27 @@ func TestTerminatedConnectsInLoop(t *testing.T) {
 	hole := testpeer.Blackhole(t)
 	good := testpeer.Echo(t)
 	p := testPool("be", hole, good.Addr())
-	p.ConnectTimeout = 2 * time.Second
-	p.PassiveFall = 1000 // the black hole stays in: every other connection meets it
+	p.ConnectTimeout = 5 * time.Second // the check below comes well before
+	p.PassiveFall = 1000               // the black hole stays in: every other connection meets it
 	h, addr, roots := startTerminatedPool(t, p)
-	for range 2 { // one turn of the round robin
-		c := dialTerm(t, addr, roots)
-		echoOnce(t, c, "warm up")
-		c.Close()
-		h.next(5 * time.Second)
-	}
+	holeFailures := func() int { return int(h.rt.Pools["be"].Backend(hole).Snapshot().Failures) }
 	time.Sleep(100 * time.Millisecond)
 	before := runtime.NumGoroutine()
 
 	const n = 40
 	conns := make([]*tls.Conn, n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Go(func() {
-			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr,
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
 				&tls.Config{ServerName: "term.test", RootCAs: roots})
 			if err != nil {
 				t.Error(err)
@@ -130,24 +133,26 @@ func TestTerminatedConnectsInLoop(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
 	if t.Failed() {
 		t.FailNow()
 	}
-	time.Sleep(300 * time.Millisecond) // the handshakes' goroutines end
 	// The test's echo server holds one goroutine per connection that
-	// reached it: n/2 by now.
-	if during := runtime.NumGoroutine() - before; during > n/2+n/8 {
+	// reached it: n/2 while the others wait. The handshakes' goroutines
+	// end soon after the handshakes.
+	during := runtime.NumGoroutine() - before
+	for during > n/2+n/8 && time.Since(start) < 3*time.Second {
+		time.Sleep(20 * time.Millisecond)
+		during = runtime.NumGoroutine() - before
+	}
+	if fails := holeFailures(); fails != 0 {
+		t.Fatalf("%d connects to the black hole timed out before the check (%s after the first dial): the check came too late", fails, time.Since(start))
+	}
+	if during > n/2+n/8 {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines grew by %d while %d terminated connections waited for a black hole (echo server: %d)\n%s",
 			during, n/2, n/2, buf[:runtime.Stack(buf, true)])
 	}
+	time.Sleep(time.Until(start.Add(p.ConnectTimeout))) // the black hole's attempts end
 	for i, c := range conns {
 		echoOnce(t, c, fmt.Sprintf("hello %d", i))
 		c.Close()
@@ -157,8 +162,8 @@ func TestTerminatedConnectsInLoop(t *testing.T) {
 			t.Fatalf("a connection ended on %q with %s, want %s and client_closed: %+v", rec.Backend, rec.Close, good.Addr(), rec)
 		}
 	}
-	if fails := h.rt.Pools["be"].Backend(hole).Snapshot().Failures; fails < n/2 {
-		t.Fatalf("black hole counted %d failed connects, want at least %d", fails, n/2)
+	if fails := holeFailures(); fails != n/2 {
+		t.Fatalf("black hole counted %d failed connects, want %d (every other connection's first attempt)", fails, n/2)
 	}
 }
 

@@ -163,3 +163,39 @@ func TestConnectTimeoutThenGiveUp(t *testing.T) {
 	default:
 	}
 }
+
+// A flow whose registration fails (its backend descriptor is its client's,
+// which epoll already holds) never reaches the loop: the caller keeps the
+// descriptor, and the flow's connect timer does not fire later, even once
+// other flows with timers make the loops sweep.
+func TestFailedRegistrationLeavesNothingBehind(t *testing.T) {
+	r := newRelay(t)
+	hole := testpeer.Blackhole(t)
+	for range 2 { // first, one timed flow in each loop, so that both sweep
+		near, _ := clientFD(t, listen(t))
+		if err := r.StartConnecting(&Flow{}, near, startConnect(t, hole), 10*time.Second, newScripted()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfd, client := clientFD(t, listen(t))
+	sc := newScripted()
+	if err := r.StartConnecting(&Flow{}, cfd, cfd, 100*time.Millisecond, sc); err == nil {
+		t.Fatal("a descriptor registered twice was accepted")
+	}
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case cause := <-sc.causes:
+		t.Fatalf("a loop timed out the connect of a flow it never took: %v", cause)
+	case res := <-sc.done:
+		t.Fatalf("a loop ended a flow it never took: %+v", res)
+	default:
+	}
+	if _, err := unix.FcntlInt(uintptr(cfd), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("the caller's descriptor was closed: %v", err)
+	}
+	unix.Close(cfd)
+	_ = client.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if got, err := io.ReadAll(client); err != nil || len(got) != 0 {
+		t.Fatalf("client read %q, %v; want EOF once the caller closed its descriptor", got, err)
+	}
+}

@@ -119,16 +119,18 @@ func newLoop(loops int) (*loop, error) {
 }
 
 // add registers a flow's two sockets, edge-triggered. Registration reports
-// whatever is already readable or writable, so nothing is missed.
+// whatever is already readable or writable, so nothing is missed. The
+// sockets are registered under mu, so a batch that collects an event of
+// the first one waits until both are registered or the flow is gone: a
+// flow whose registration failed never reaches the loop, and the caller
+// gets it back untouched.
 func (l *loop) add(f *Flow) error {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.stopping {
-		l.mu.Unlock()
 		return fmt.Errorf("relay: shutting down")
 	}
-	// Read under mu: once a socket is registered the loop may change the
-	// flow (after it takes mu for the batch that reports the socket).
-	fds, timed := f.fds, f.idle > 0
+	timed := f.idle > 0
 	if n := len(l.free); n > 0 {
 		f.id = l.free[n-1]
 		l.free = l.free[:n-1]
@@ -137,32 +139,37 @@ func (l *loop) add(f *Flow) error {
 		f.id = uint32(len(l.flows))
 		l.flows = append(l.flows, f)
 	}
-	if timed {
-		l.timedAdds = append(l.timedAdds, f)
-	}
-	l.mu.Unlock()
-	l.open.Add(1)
 	// Counted before the sockets are registered, which the loop's
 	// setIdle relies on. A loop that sleeps with no timeout must wake to
 	// start sweeping; one that will look at idleN before it sleeps, or
 	// sleeps bounded, need not (see wait): that saves an eventfd write and
 	// read per connection.
+	l.open.Add(1)
 	if timed && l.idleN.Add(1) == 1 && l.unbounded.Load() {
 		l.requestWake()
 	}
-	for side, fd := range fds {
+	if err := l.register(f); err != nil {
+		l.flows[f.id] = nil
+		l.free = append(l.free, f.id)
+		l.open.Add(-1)
+		if timed {
+			l.idleN.Add(-1)
+		}
+		return err
+	}
+	if timed {
+		l.timedAdds = append(l.timedAdds, f)
+	}
+	return nil
+}
+
+// register adds both of f's sockets to the epoll set, or neither.
+func (l *loop) register(f *Flow) error {
+	for side, fd := range f.fds {
 		ev := unix.EpollEvent{Events: flowEvents, Fd: int32(f.id), Pad: int32(side)}
 		if err := l.epollCtl(unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			l.mu.Lock()
-			l.flows[f.id] = nil
-			l.free = append(l.free, f.id)
-			l.mu.Unlock()
-			l.open.Add(-1)
 			if side == 1 {
-				_ = l.epollCtl(unix.EPOLL_CTL_DEL, fds[0], nil)
-			}
-			if timed {
-				l.idleN.Add(-1)
+				_ = l.epollCtl(unix.EPOLL_CTL_DEL, f.fds[0], nil)
 			}
 			return fmt.Errorf("relay: epoll_ctl add: %w", err)
 		}
