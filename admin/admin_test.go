@@ -164,16 +164,19 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	held, who := e.conversation(t, 2)
 	defer held.Close()
 	// Live byte counts are bumped just after the relay's write returns, so
-	// a client can read its echo a moment before the counter says so: poll
-	// until every figure is in (or the deadline passes and the checks below
-	// say which one is off).
+	// a client can read its echo a moment before the counter says so; and
+	// a scrape collects the counters and the open connections apart, so
+	// one can see a connection's end counted while it is still listed as
+	// open. Poll until every figure is in (or the deadline passes and the
+	// checks below say which one is off).
 	deadline := time.Now().Add(3 * time.Second)
 	var fams map[string]*dto.MetricFamily
 	for time.Now().Before(deadline) {
 		fams = scrape(t, e.base)
 		if value(fams, "l4edge_connections_total", map[string]string{"result": "client_closed"}) == 5 &&
 			value(fams, "l4edge_bytes_total", map[string]string{"pool": "ws", "direction": "to_backend"}) == 5*27+18 &&
-			value(fams, "l4edge_bytes_total", map[string]string{"pool": "ws", "direction": "to_client"}) == 5*(27+3*2)+2*(9+2) {
+			value(fams, "l4edge_bytes_total", map[string]string{"pool": "ws", "direction": "to_client"}) == 5*(27+3*2)+2*(9+2) &&
+			value(fams, "l4edge_connections_active", map[string]string{"route": "all"}) == 1 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -193,8 +196,11 @@ func TestMetricsMatchTraffic(t *testing.T) {
 			t.Fatalf("backend %s not up", b)
 		}
 	}
-	if value(fams, "l4edge_connections_active", map[string]string{"route": "all"}) != 1 || fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
-		t.Fatal("active gauge or Go/process collectors missing")
+	if got := value(fams, "l4edge_connections_active", map[string]string{"route": "all"}); got != 1 {
+		t.Fatalf("connections_active %v, want 1 (the held connection)\n%s", got, fmt.Sprint(fams["l4edge_connections_active"]))
+	}
+	if fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
+		t.Fatal("Go or process collectors missing")
 	}
 	_ = who
 }
