@@ -1,8 +1,13 @@
 package testpeer
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,21 +16,43 @@ import (
 
 // FreeAddrs returns n distinct loopback addresses ("127.0.0.1:port") that
 // were free to listen on a moment ago: each was listened on and closed.
-// The listeners are held until all are drawn, since the kernel may hand a
-// just-closed port out again; separate draws can return the same port when
-// nothing binds the first before the second is drawn.
+// The ports come from below the kernel's ephemeral range
+// (ip_local_port_range), from which connections take their source ports
+// and listeners on port 0 theirs: a port drawn here for a process that
+// binds it a moment later is then not taken meanwhile by the connections
+// of tests running in parallel. The listeners are held until all are
+// drawn, so one draw never returns a port twice; draws start at a random
+// port, so parallel draws rarely meet.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := stablePorts()
+	addrs := make([]string, 0, n)
+	first := rand.IntN(hi - lo)
+	for i := 0; len(addrs) < n && i < hi-lo; i++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+(first+i)%(hi-lo)))
 		if err != nil {
-			t.Fatalf("testpeer: listen on 127.0.0.1:0: %v", err)
+			continue // in use
 		}
 		defer ln.Close()
-		addrs[i] = ln.Addr().String()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	if len(addrs) < n {
+		t.Fatalf("testpeer: only %d of %d loopback ports in %d-%d are free", len(addrs), n, lo, hi-1)
 	}
 	return addrs
+}
+
+// stablePorts is the range FreeAddrs draws from, [lo, hi): from 10000 up
+// to the start of the ephemeral range (32768 when /proc does not say).
+func stablePorts() (lo, hi int) {
+	lo, hi = 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start > lo+1000 {
+			hi = start
+		}
+	}
+	return lo, hi
 }
 
 // Refusing returns n distinct loopback addresses that refuse connections

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,15 +113,23 @@ func TestServerStopsStuckHandlers(t *testing.T) {
 	}
 }
 
-// Addresses drawn together are distinct and refuse connections.
+// Addresses drawn together are distinct, below the ephemeral port range,
+// and refuse connections.
 func TestFreeAddrs(t *testing.T) {
 	addrs := FreeAddrs(t, 50)
+	ephemeral := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		ephemeral, _ = strconv.Atoi(strings.Fields(string(b))[0])
+	}
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		if seen[a] {
 			t.Fatalf("%s drawn twice", a)
 		}
 		seen[a] = true
+		if p := int(netip.MustParseAddrPort(a).Port()); p >= ephemeral {
+			t.Fatalf("%s is in the ephemeral port range (from %d)", a, ephemeral)
+		}
 	}
 	if c, err := net.DialTimeout("tcp", Refusing(t, 1)[0], time.Second); err == nil {
 		c.Close()
