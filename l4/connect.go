@@ -13,8 +13,9 @@ import (
 // connect is the connect stage where a goroutine may wait: Pool.Dial walks
 // the route's pool (balancer.Attempts: retries up to connect_attempts,
 // passive failures), each attempt bounded by connect_timeout and aborted
-// by s.ctx at shutdown. The raw path with IP-literal backends connects in
-// an event loop instead (connect_loop.go).
+// by s.ctx at shutdown. With IP-literal backends the raw path, and the
+// full path for terminated TLS, connect in an event loop instead
+// (connect_loop.go).
 func (s *Server) connect(c *conn) (*net.TCPConn, ending) {
 	backend, b, err := c.route.pool.Dial(s.ctx, c.client.Addr())
 	if err != nil {
