@@ -103,7 +103,7 @@ func startConnect(c *conn) (int, ending) {
 // and begins a nonblocking connect to the next backend the walk picks,
 // moving on past connects that fail at once. It returns the new socket, or
 // the error that ends the connection. The event loop calls it, and
-// connectInLoop for a first connect that failed at once; one at a time.
+// startConnect for a first connect that failed at once; one at a time.
 func (c *conn) ConnectFailed(cause error) (int, error) {
 	if c.attempts == nil {
 		c.attempts = c.route.pool.Resume(c.client.Addr(), c.backendRef.Load())

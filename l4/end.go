@@ -37,7 +37,7 @@ func (c *conn) endWith(e ending) { c.end(e.result()) }
 // of the loop.
 func (c *conn) endInLoop(e ending) {
 	rec := c.release(e.result())
-	go c.l.srv.report(&rec, c.lr.rt.Config.Log.AccessEnabled())
+	go c.report(&rec)
 }
 
 // end is the end stage: it releases everything, writes the access log
@@ -45,7 +45,7 @@ func (c *conn) endInLoop(e ending) {
 // relays report it (a forced close overrides its reason).
 func (c *conn) end(res relayloop.Result) {
 	rec := c.release(res)
-	c.l.srv.report(&rec, c.lr.rt.Config.Log.AccessEnabled())
+	c.report(&rec)
 }
 
 // release gives back what the connection holds (its per-IP slot, its
@@ -94,11 +94,12 @@ func (c *conn) record(res relayloop.Result) Record {
 	return r
 }
 
-// report writes the access log entry (when the connection's runtime has
-// the access log on) and hands the record to OnDone; the connection's
+// report writes the connection's access log entry (when its runtime has
+// the access log on) and hands its record to OnDone; the connection's
 // handler is done after it. Either may block (a slow log sink).
-func (s *Server) report(rec *Record, accessLog bool) {
-	if accessLog && s.opts.AccessLog != nil {
+func (c *conn) report(rec *Record) {
+	s := c.l.srv
+	if c.lr.rt.Config.Log.AccessEnabled() && s.opts.AccessLog != nil {
 		s.opts.AccessLog.Info("connection", rec.fields()...)
 	}
 	if s.opts.OnDone != nil {

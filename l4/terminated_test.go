@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -152,8 +153,21 @@ func TestTerminatedConnectsInLoop(t *testing.T) {
 		t.Fatalf("goroutines grew by %d while %d terminated connections waited for a black hole (echo server: %d)\n%s",
 			during, n/2, n/2, buf[:runtime.Stack(buf, true)])
 	}
+	// Records sent while the connect is still under way wait in the
+	// socket and reach the backend once it is connected.
+	for i, c := range conns {
+		if _, err := fmt.Fprintf(c, "early %02d", i); err != nil {
+			t.Fatal(err)
+		}
+	}
 	time.Sleep(time.Until(start.Add(p.ConnectTimeout))) // the black hole's attempts end
 	for i, c := range conns {
+		want := fmt.Sprintf("early %02d", i)
+		got := make([]byte, len(want))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+			t.Fatalf("connection %d: echo of what it sent while connecting %q, %v; want %q", i, got, err, want)
+		}
 		echoOnce(t, c, fmt.Sprintf("hello %d", i))
 		c.Close()
 	}

@@ -40,7 +40,11 @@ func (r *Relay) StartConnecting(f *Flow, clientFD, backendFD int, connectTimeout
 	// The backend takes bytes only once connected (the EPOLLOUT that
 	// completes the connect says so).
 	f.connecting = true
-	return r.start(f, clientFD, backendFD, connectTimeout, c)
+	if err := r.start(f, clientFD, backendFD, connectTimeout, c); err != nil {
+		f.connecting = false
+		return err
+	}
+	return nil
 }
 
 // connectEvents are the backend events that end a connect in progress:

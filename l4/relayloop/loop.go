@@ -139,26 +139,22 @@ func (l *loop) add(f *Flow) error {
 		f.id = uint32(len(l.flows))
 		l.flows = append(l.flows, f)
 	}
-	// Counted before the sockets are registered, which the loop's
-	// setIdle relies on. A loop that sleeps with no timeout must wake to
-	// start sweeping; one that will look at idleN before it sleeps, or
-	// sleeps bounded, need not (see wait): that saves an eventfd write and
-	// read per connection.
-	l.open.Add(1)
-	if timed && l.idleN.Add(1) == 1 && l.unbounded.Load() {
-		l.requestWake()
-	}
 	if err := l.register(f); err != nil {
 		l.flows[f.id] = nil
 		l.free = append(l.free, f.id)
-		l.open.Add(-1)
-		if timed {
-			l.idleN.Add(-1)
-		}
 		return err
 	}
+	// Counted under mu, before the loop can see the flow, which the
+	// loop's setIdle relies on. A loop that sleeps with no timeout must
+	// wake to start sweeping; one that will look at idleN before it
+	// sleeps, or sleeps bounded, need not (see wait): that saves an eventfd
+	// write and read per connection.
+	l.open.Add(1)
 	if timed {
 		l.timedAdds = append(l.timedAdds, f)
+		if l.idleN.Add(1) == 1 && l.unbounded.Load() {
+			l.requestWake()
+		}
 	}
 	return nil
 }

@@ -105,11 +105,20 @@ func (d DoneFunc) FlowEnded(res Result) { d(res) }
 // netpoller. Bytes already read from either socket must have been
 // forwarded before Start.
 func (r *Relay) Start(f *Flow, client, backend *net.TCPConn, idle time.Duration, done Done) error {
+	return takeClient(client, func(clientFD int) error {
+		return r.StartFD(f, clientFD, backend, idle, done)
+	})
+}
+
+// takeClient hands a duplicate of client's descriptor to startFD (StartFD
+// or StartConnecting) and closes client once startFD took it; when it did
+// not, the duplicate is closed and client is as it was.
+func takeClient(client *net.TCPConn, startFD func(clientFD int) error) error {
 	cfd, err := detach(client)
 	if err != nil {
 		return fmt.Errorf("relay: take over client socket: %w", err)
 	}
-	if err := r.StartFD(f, cfd, backend, idle, done); err != nil {
+	if err := startFD(cfd); err != nil {
 		unix.Close(cfd)
 		return err
 	}

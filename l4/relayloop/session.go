@@ -33,13 +33,9 @@ type Session interface {
 // an error nothing was registered and the caller still owns the sockets
 // (and s, whose transport it must restore).
 func (r *Relay) StartSession(f *Flow, client *net.TCPConn, s Session, bind func(net.Conn), backend *net.TCPConn, idle time.Duration, done Done) error {
-	f.sess = &session{s: s, f: f, local: client.LocalAddr(), remote: client.RemoteAddr()}
-	bind(f.sess)
-	if err := r.Start(f, client, backend, idle, done); err != nil {
-		f.sess = nil
-		return err
-	}
-	return nil
+	return startSession(f, client, s, bind, func(clientFD int) error {
+		return r.StartFD(f, clientFD, backend, idle, done)
+	})
 }
 
 // StartSessionConnecting is StartSession for a backend socket whose
@@ -50,18 +46,21 @@ func (r *Relay) StartSession(f *Flow, client *net.TCPConn, s Session, bind func(
 // this succeeds; on an error the caller still owns it, the client socket
 // and s, as with StartSession.
 func (r *Relay) StartSessionConnecting(f *Flow, client *net.TCPConn, s Session, bind func(net.Conn), backendFD int, connectTimeout time.Duration, c Connector) error {
-	cfd, err := detach(client)
-	if err != nil {
-		return fmt.Errorf("relay: take over client socket: %w", err)
-	}
+	return startSession(f, client, s, bind, func(clientFD int) error {
+		return r.StartConnecting(f, clientFD, backendFD, connectTimeout, c)
+	})
+}
+
+// startSession gives f the session s over client, binds it, and takes the
+// client socket over with startFD (takeClient); on an error f has no
+// session again.
+func startSession(f *Flow, client *net.TCPConn, s Session, bind func(net.Conn), startFD func(clientFD int) error) error {
 	f.sess = &session{s: s, f: f, local: client.LocalAddr(), remote: client.RemoteAddr()}
 	bind(f.sess)
-	if err := r.StartConnecting(f, cfd, backendFD, connectTimeout, c); err != nil {
-		f.sess, f.connecting = nil, false
-		unix.Close(cfd)
+	if err := takeClient(client, startFD); err != nil {
+		f.sess = nil
 		return err
 	}
-	client.Close()
 	return nil
 }
 

@@ -20,8 +20,8 @@ import (
 // buffered (CanStartInLoop); on an error the connection is as it was, and
 // the caller relays it otherwise (Park, Relay).
 func (r *Relayer) StartInLoop(loops *relayloop.Relay, f *relayloop.Flow, client Leg, backend *net.TCPConn, idle time.Duration, done relayloop.Done) error {
-	return startSession(client, func(tc *tls.Conn, bind func(net.Conn)) error {
-		return loops.StartSession(f, client.TCP, tc, bind, backend, idle, done)
+	return startSession(client, func(tc *tls.Conn, rc *recordConn) error {
+		return loops.StartSession(f, client.TCP, tc, rc.bindLoop, backend, idle, done)
 	})
 }
 
@@ -31,8 +31,8 @@ func (r *Relayer) StartInLoop(loops *relayloop.Relay, f *relayloop.Flow, client 
 // relays the session. The flow owns backendFD once this succeeds; on an
 // error the caller still owns it and the connection is as it was.
 func (r *Relayer) StartConnectingInLoop(loops *relayloop.Relay, f *relayloop.Flow, client Leg, backendFD int, connectTimeout time.Duration, c relayloop.Connector) error {
-	return startSession(client, func(tc *tls.Conn, bind func(net.Conn)) error {
-		return loops.StartSessionConnecting(f, client.TCP, tc, bind, backendFD, connectTimeout, c)
+	return startSession(client, func(tc *tls.Conn, rc *recordConn) error {
+		return loops.StartSessionConnecting(f, client.TCP, tc, rc.bindLoop, backendFD, connectTimeout, c)
 	})
 }
 
@@ -45,35 +45,41 @@ func CanStartInLoop(client Leg) error {
 }
 
 // startSession hands client's session to an event loop with start, which
-// is given the *tls.Conn and the bind that makes the loop's transport its
-// own; when start fails the record-bounded reader is restored.
-func startSession(client Leg, start func(*tls.Conn, func(net.Conn)) error) error {
+// is given the *tls.Conn and the reader under it, whose bindLoop makes the
+// loop's transport its own; when start fails the reader is restored.
+func startSession(client Leg, start func(*tls.Conn, *recordConn) error) error {
 	tc, rc, err := loopSession(client)
 	if err != nil {
 		return err
 	}
 	under := rc.Conn
-	bind := func(c net.Conn) { rc.Conn, rc.inLoop = c, true }
-	if err := start(tc, bind); err != nil {
+	if err := start(tc, rc); err != nil {
 		rc.Conn, rc.inLoop = under, false
 		return err
 	}
 	return nil
 }
 
+// Why an event loop cannot take a session (loopSession).
+var (
+	errNotTerminated = errors.New("tls relay: not a terminated connection")
+	errNotServer     = errors.New("tls relay: the TLS connection was not made by tlsrelay.Server")
+	errBuffered      = errors.New("tls relay: bytes read before the handshake are still buffered")
+)
+
 // loopSession returns client's *tls.Conn and the reader under it, or why
 // an event loop cannot take them (CanStartInLoop).
 func loopSession(client Leg) (*tls.Conn, *recordConn, error) {
 	tc, ok := client.Conn.(*tls.Conn)
 	if !ok {
-		return nil, nil, errors.New("tls relay: not a terminated connection")
+		return nil, nil, errNotTerminated
 	}
 	rc, ok := tc.NetConn().(*recordConn)
 	if !ok {
-		return nil, nil, errors.New("tls relay: the TLS connection was not made by tlsrelay.Server")
+		return nil, nil, errNotServer
 	}
 	if b, ok := rc.Conn.(interface{ Buffered() int }); ok && b.Buffered() > 0 {
-		return nil, nil, errors.New("tls relay: bytes read before the handshake are still buffered")
+		return nil, nil, errBuffered
 	}
 	return tc, rc, nil
 }

@@ -56,6 +56,10 @@ type recordConn struct {
 	inLoop bool
 }
 
+// bindLoop makes c, an event loop's transport, the one the connection
+// reads and writes from now on (relayloop.StartSession's bind).
+func (r *recordConn) bindLoop(c net.Conn) { r.Conn, r.inLoop = c, true }
+
 // Write sends p, or adds it to the batch.
 func (r *recordConn) Write(p []byte) (int, error) {
 	if r.inLoop {
