@@ -19,7 +19,7 @@ import (
 //
 // An idle relayed connection costs this struct and nothing else on the Go
 // heap (the event loop's flow is embedded), so it holds only what the
-// access log entry and /status need, compactly (288 bytes, a size class);
+// access log entry and /status need, compactly (320 bytes, a size class);
 // the Record is built at the end.
 type conn struct {
 	l      *listener

@@ -107,7 +107,7 @@ func (l *loop) setIdle(f *Flow, idle time.Duration) {
 	switch {
 	case idle <= 0:
 		l.timers.cancel(f)
-	case l.timers.index(f) < 0:
+	case !l.timers.scheduled(f):
 		// Early is fine: the sweep reads the real deadline when it is due.
 		l.timers.schedule(f, f.lastActive.Load()+int64(idle))
 	}

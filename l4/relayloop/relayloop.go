@@ -14,9 +14,10 @@
 // blocked in io.Copy, which is what this package exists to avoid.
 //
 // Each loop is edge-triggered. A flow moves at most a budget of splices per
-// wake-up so one busy flow cannot starve the others on its loop; idle
-// timeouts are swept a few times a second; descriptors of a finished flow
-// are closed only after the batch of events that may still name them.
+// wake-up so one busy flow cannot starve the others on its loop; idle and
+// connect timeouts wait on a timing wheel threaded through the flows
+// (timers.go); descriptors of a finished flow are closed only after the
+// batch of events that may still name them.
 package relayloop
 
 import (
@@ -227,6 +228,7 @@ type Flow struct {
 	bytes      [2]atomic.Int64
 	firstErr   error
 	forced     atomic.Pointer[closereason.Reason]
+	timer      timerLink // its deadline on the loop's timing wheel (timers.go)
 }
 
 // direction d moves bytes from fds[d] to fds[1-d] through a borrowed pipe.

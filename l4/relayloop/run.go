@@ -37,7 +37,7 @@ func (l *loop) run() {
 	now := time.Now()
 	for {
 		stopping := l.collect(b, l.poll(b.events, now))
-		l.scheduleAdded()
+		l.scheduleAdded(now)
 		l.fireWatches(b.ready)
 		l.dispatch(b)
 		l.acceptReady(b.accepts)
@@ -109,8 +109,12 @@ func (l *loop) collect(b *batch, n int) (stopping bool) {
 }
 
 // scheduleAdded puts the flows added with a timeout on the timers, before
-// their events are handled (finish cancels).
-func (l *loop) scheduleAdded() {
+// their events are handled (finish cancels). now is the end of the last
+// turn.
+func (l *loop) scheduleAdded(now time.Time) {
+	if len(l.added) > 0 {
+		l.timers.advance(now.UnixNano())
+	}
 	for _, f := range l.added {
 		if !f.finished && f.idle > 0 {
 			l.timers.schedule(f, f.lastActive.Load()+int64(f.idle))
@@ -224,13 +228,14 @@ func (l *loop) sweep(now time.Time) {
 		return
 	}
 	t := now.UnixNano()
-	for f := l.timers.popDue(t); f != nil; f = l.timers.popDue(t) {
+	l.timers.collectDue(t)
+	for f := l.timers.popDue(); f != nil; f = l.timers.popDue() {
 		l.swept.Add(1)
 		if f.finished || f.idle <= 0 {
 			continue
 		}
 		if at := f.lastActive.Load() + int64(f.idle); at > t {
-			l.timers.schedule(f, at) // bytes moved since: not due yet
+			l.timers.schedule(f, at) // early, or bytes moved since: not due yet
 			continue
 		}
 		if !f.connecting {

@@ -2,118 +2,182 @@
 
 package relayloop
 
-// timers holds the deadlines of a loop's flows that have a timeout (the
-// idle timeout, or the connect timeout while connecting) in a binary
-// min-heap, so the sweep looks only at flows that are due: O(expiring),
-// not a walk over every flow. A flow that moved bytes since it was
-// scheduled is found not yet due when its entry comes up and is scheduled
-// again at its real deadline: at most one look per idle period.
+import (
+	"math/bits"
+	"time"
+)
+
+// timers keeps the deadlines of a loop's flows that have a timeout (the
+// idle timeout, or the connect timeout while connecting) on a hierarchical
+// timing wheel whose lists run through the flows themselves (Flow.timer):
+// scheduling, moving and cancelling a deadline are O(1) and allocate
+// nothing, so a flow with a timeout costs no more memory than one
+// without, and a sweep looks only at the flows in buckets that are due:
+// O(expiring), not a walk over every flow.
 //
-// It is hand-written rather than container/heap, whose Push and Pop take
-// an interface value: boxing an entry would allocate on every connection.
+// Level k has wheelSlots buckets of 8^k ticks (1 ms) each, so it reaches
+// wheelSlots·8^k ticks ahead: 64 ms at level 0, 12 days at the top. A
+// deadline goes to the finest level that reaches it, into the bucket that
+// starts at or before it (level 0: at or after it, to the tick). A bucket
+// is due once its start has passed, so a flow is looked at early, never
+// late: the sweep reads its real deadline (lastActive + idle; bytes moved
+// since count) and schedules it again, at a finer level, until it has
+// passed. A deadline is looked at about once per level below the one it
+// started at, at most wheelLevels/2+1 times.
+//
 // Only the loop's goroutine uses it.
 type timers struct {
-	items []timerEntry
-	pos   []int32 // by flow id: index in items + 1; 0 when not scheduled
+	// cur is the tick up to which every bucket was swept: each bucket
+	// that holds flows starts after it.
+	cur int64
+	// heads are the buckets' lists, level by level, and last the list of
+	// flows a sweep found due (dueList) and has yet to look at.
+	heads [wheelLevels*wheelSlots + 1]*Flow
+	// used has bit s of level k set while bucket s of level k holds flows.
+	used [wheelLevels]uint64
+	n    int // flows scheduled
 }
 
-type timerEntry struct {
-	at int64 // unix nanos
-	f  *Flow
+// timerLink is a flow's place on its loop's wheel.
+type timerLink struct {
+	next, prev *Flow
+	bucket     int32 // index in timers.heads + 1; 0: not scheduled
 }
 
-// index returns f's position in items, or -1.
-func (t *timers) index(f *Flow) int {
-	if int(f.id) >= len(t.pos) {
-		return -1
+const (
+	wheelSlots  = 64 // buckets per level; a power of two, at most 64 (used)
+	wheelLevels = 9
+	levelShift  = 3 // each level's buckets are 8 times the last's
+	tick        = int64(time.Millisecond)
+	dueList     = wheelLevels * wheelSlots
+)
+
+// scheduled reports whether f has a deadline on the wheel.
+func (t *timers) scheduled(f *Flow) bool { return f.timer.bucket != 0 }
+
+// advance lets an empty wheel's clock catch up with now, so that the next
+// deadline lands at the finest level that reaches it.
+func (t *timers) advance(now int64) {
+	if t.n == 0 {
+		t.cur = max(t.cur, now/tick)
 	}
-	return int(t.pos[f.id]) - 1
 }
 
-// schedule sets f's deadline, adding f if it is not scheduled.
+// schedule sets f's deadline (unix nanos), moving f if it is scheduled.
 func (t *timers) schedule(f *Flow, at int64) {
-	if i := t.index(f); i >= 0 {
-		t.items[i].at = at
-		t.down(t.up(i))
-		return
+	t.cancel(f)
+	t.link(f, t.bucketFor((at+tick-1)/tick))
+}
+
+// bucketFor returns the bucket for a deadline in ticks: at the finest level
+// that reaches it, the one that starts at or before it. A deadline already
+// swept goes to the next tick's bucket; one beyond the top level's reach
+// goes to its farthest bucket, to be scheduled again from there.
+func (t *timers) bucketFor(at int64) int {
+	at = max(at, t.cur+1)
+	delta := at - t.cur
+	for k := range wheelLevels {
+		shift := uint(k * levelShift)
+		reach := int64(wheelSlots) << shift
+		if delta >= reach {
+			if k < wheelLevels-1 {
+				continue
+			}
+			at = t.cur + reach - 1
+		}
+		return k*wheelSlots + int((at>>shift)&(wheelSlots-1))
 	}
-	for int(f.id) >= len(t.pos) {
-		t.pos = append(t.pos, 0)
+	panic("unreachable")
+}
+
+// link puts f at the head of bucket b.
+func (t *timers) link(f *Flow, b int) {
+	head := t.heads[b]
+	f.timer = timerLink{next: head, bucket: int32(b + 1)}
+	if head != nil {
+		head.timer.prev = f
 	}
-	t.items = append(t.items, timerEntry{at, f})
-	t.up(len(t.items) - 1)
+	t.heads[b] = f
+	if b < dueList {
+		t.used[b/wheelSlots] |= 1 << (b % wheelSlots)
+	}
+	t.n++
 }
 
 // cancel removes f if it is scheduled.
 func (t *timers) cancel(f *Flow) {
-	i := t.index(f)
-	if i < 0 {
+	if f.timer.bucket == 0 {
 		return
 	}
-	last := len(t.items) - 1
-	t.swap(i, last)
-	t.pos[f.id] = 0
-	t.items[last] = timerEntry{}
-	t.items = t.items[:last]
-	if i < last {
-		t.down(t.up(i))
+	b := int(f.timer.bucket - 1)
+	next, prev := f.timer.next, f.timer.prev
+	if next != nil {
+		next.timer.prev = prev
 	}
+	if prev != nil {
+		prev.timer.next = next
+	} else if t.heads[b] = next; next == nil && b < dueList {
+		t.used[b/wheelSlots] &^= 1 << (b % wheelSlots)
+	}
+	f.timer = timerLink{}
+	t.n--
 }
 
-// popDue removes and returns the flow with the earliest deadline if it is
-// at or before now, else nil.
-func (t *timers) popDue(now int64) *Flow {
-	if len(t.items) == 0 || t.items[0].at > now {
-		return nil
+// start returns the tick at which bucket s of level k starts: of the
+// starts its slot can name, the first after cur.
+func (t *timers) start(k, s int) int64 {
+	shift := uint(k * levelShift)
+	first := t.cur>>shift + 1
+	return (first + int64((s-int(first))&(wheelSlots-1))) << shift
+}
+
+// collectDue moves the flows of every bucket that starts at or before now
+// (unix nanos) to the due list and sets the wheel's clock to now; popDue
+// then hands them out. Deadlines scheduled meanwhile land after now, on
+// the wheel, not on the due list.
+func (t *timers) collectDue(now int64) {
+	nowTick := now / tick
+	for k := range wheelLevels {
+		for used := t.used[k]; used != 0; used &= used - 1 {
+			s := bits.TrailingZeros64(used)
+			if t.start(k, s) > nowTick {
+				continue
+			}
+			b := k*wheelSlots + s
+			for f := t.heads[b]; f != nil; f = t.heads[b] {
+				t.cancel(f)
+				t.link(f, dueList)
+			}
+		}
 	}
-	f := t.items[0].f
-	t.cancel(f)
+	t.cur = max(t.cur, nowTick)
+}
+
+// popDue removes and returns a flow collectDue found due, or nil.
+func (t *timers) popDue() *Flow {
+	f := t.heads[dueList]
+	if f != nil {
+		t.cancel(f)
+	}
 	return f
 }
 
-// next returns the earliest deadline, if any flow is scheduled.
+// next returns when (unix nanos) the earliest bucket that holds flows
+// starts, if any does.
 func (t *timers) next() (at int64, ok bool) {
-	if len(t.items) == 0 {
-		return 0, false
+	if t.heads[dueList] != nil {
+		return t.cur * tick, true
 	}
-	return t.items[0].at, true
-}
-
-func (t *timers) swap(i, j int) {
-	t.items[i], t.items[j] = t.items[j], t.items[i]
-	t.pos[t.items[i].f.id] = int32(i + 1)
-	t.pos[t.items[j].f.id] = int32(j + 1)
-}
-
-// up moves entry i towards the root while it is earlier than its parent
-// and returns where it ended.
-func (t *timers) up(i int) int {
-	t.pos[t.items[i].f.id] = int32(i + 1)
-	for i > 0 {
-		parent := (i - 1) / 2
-		if t.items[parent].at <= t.items[i].at {
-			break
+	for k := range wheelLevels {
+		if t.used[k] == 0 {
+			continue
 		}
-		t.swap(i, parent)
-		i = parent
+		shift := uint(k * levelShift)
+		first := t.cur>>shift + 1
+		s := (int(first) + bits.TrailingZeros64(bits.RotateLeft64(t.used[k], -int(first&(wheelSlots-1))))) & (wheelSlots - 1)
+		if start := t.start(k, s) * tick; !ok || start < at {
+			at, ok = start, true
+		}
 	}
-	return i
-}
-
-// down moves entry i towards the leaves while a child is earlier.
-func (t *timers) down(i int) {
-	for {
-		least, l, r := i, 2*i+1, 2*i+2
-		if l < len(t.items) && t.items[l].at < t.items[least].at {
-			least = l
-		}
-		if r < len(t.items) && t.items[r].at < t.items[least].at {
-			least = r
-		}
-		if least == i {
-			return
-		}
-		t.swap(i, least)
-		i = least
-	}
+	return at, ok
 }

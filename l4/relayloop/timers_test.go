@@ -15,38 +15,90 @@ import (
 	"github.com/l4edge/l4edge/l4/closereason"
 )
 
-// The heap pops flows in deadline order whatever was scheduled, moved or
-// cancelled before.
-func TestTimersOrder(t *testing.T) {
+// The wheel fires every deadline at the first sweep at or after it (to the
+// millisecond tick), never before, whatever was scheduled, moved or
+// cancelled meanwhile; the loop never sleeps past the earliest deadline;
+// and a deadline is looked at a bounded number of times.
+func TestTimersFireOnTime(t *testing.T) {
+	const ms = int64(time.Millisecond)
 	var tm timers
-	flows := make([]*Flow, 500)
-	want := map[*Flow]int64{}
+	flows := make([]*Flow, 2000)
+	deadline := map[*Flow]int64{}
+	looks := map[*Flow]int{}
 	for i := range flows {
 		flows[i] = &Flow{id: uint32(i)}
 	}
-	for range 3000 {
-		f := flows[rand.IntN(len(flows))]
-		switch rand.IntN(3) {
-		case 0, 1:
-			at := rand.Int64N(1e6)
-			tm.schedule(f, at)
-			want[f] = at
-		case 2:
-			tm.cancel(f)
-			delete(want, f)
+	now := int64(1_800_000_000_000) * ms // in 2027, in whole ticks
+	tm.advance(now)
+	// Deadlines from 1 ms to 20 days ahead, some of them in whole ticks.
+	ahead := func() int64 {
+		d := rand.Int64N(int64(20*24*time.Hour)) >> rand.IntN(40)
+		if rand.IntN(2) == 0 {
+			d -= d % ms
+		}
+		return max(d, 1)
+	}
+	for step := range 50_000 {
+		for range rand.IntN(3) {
+			f := flows[rand.IntN(len(flows))]
+			if rand.IntN(4) == 0 {
+				tm.cancel(f)
+				delete(deadline, f)
+				continue
+			}
+			deadline[f] = now + ahead()
+			looks[f] = 0
+			tm.schedule(f, deadline[f])
+		}
+		at, woke := tm.next()
+		if woke {
+			for _, d := range deadline {
+				if at > (d+ms-1)/ms*ms {
+					t.Fatalf("step %d: next is %d ms ahead, but a deadline is due in %d ns", step, (at-now)/ms, d-now)
+				}
+			}
+			// Jump to the next start, or sweep early, or late.
+			switch rand.IntN(8) {
+			case 0:
+				now += rand.Int64N(2) * ms
+			case 1:
+				now = max(now, at) + rand.Int64N(100)*ms
+			default:
+				now = max(now, at)
+			}
+		} else {
+			now += rand.Int64N(1000) * ms
+		}
+		tm.collectDue(now)
+		popped := 0
+		for f := tm.popDue(); f != nil; f = tm.popDue() {
+			popped++
+			d, ok := deadline[f]
+			if !ok {
+				t.Fatalf("step %d: popped a flow that was cancelled", step)
+			}
+			if looks[f]++; looks[f] > wheelLevels/2+1 {
+				t.Fatalf("step %d: a deadline %d ms ahead was looked at %d times", step, (d-now)/ms, looks[f])
+			}
+			if d > now {
+				tm.schedule(f, d) // early: as the sweep does
+				continue
+			}
+			delete(deadline, f)
+		}
+		if woke && now >= at && popped == 0 {
+			t.Fatalf("step %d: woke for a bucket that holds no flow", step)
+		}
+		for _, d := range deadline {
+			if d <= now {
+				t.Fatalf("step %d: a deadline %d ns past was not swept", step, now-d)
+			}
 		}
 	}
-	var got []int64
-	for f := tm.popDue(1e6); f != nil; f = tm.popDue(1e6) {
-		at, ok := want[f]
-		if !ok {
-			t.Fatalf("popped flow %d, which was cancelled", f.id)
+	for f, d := range deadline {
+		if !tm.scheduled(f) {
+			t.Fatalf("a flow due in %d ns is no longer scheduled", d-now)
 		}
-		delete(want, f)
-		got = append(got, at)
-	}
-	if len(want) != 0 || !slices.IsSorted(got) {
-		t.Fatalf("%d scheduled flows never popped; popped in order: %v", len(want), slices.IsSorted(got))
 	}
 }
 
@@ -134,9 +186,10 @@ func TestIdleTimeoutAtScale(t *testing.T) {
 	for _, l := range r.loops {
 		swept += l.swept.Load()
 	}
-	// A walk over every flow at each 100 ms sweep would look at about
-	// n * 35 entries by now.
-	if swept > n/2+int64(len(busy))*10 {
+	// A 2 s deadline is looked at twice: when its 64 ms bucket starts, and
+	// at its tick. A walk over every flow at each 100 ms sweep would look
+	// at about n * 35 entries by now.
+	if swept > 2*n/2+int64(len(busy))*10 {
 		t.Fatalf("the sweep looked at %d timer entries for %d expiring flows among %d", swept, n/2, n)
 	}
 	t.Logf("%d idle timeouts of %s fired after %s to %s (median %s); the sweep looked at %d entries",
