@@ -147,7 +147,12 @@ func methodNotes(p params) []string {
 		"Targets: direct (client to backend, the physical reference; for TLS the backend terminates with Go's crypto/tls), " +
 			"l4edge (`cmd/l4edge` built at run time, access log off), HAProxy `mode tcp` with `nbthread 2`, nginx `stream` with 2 workers. " +
 			"No proxy checks health or logs connections; all default buffer sizes and splicing behaviour are kept; the configurations are in `bench/configs.go`.",
-		fmt.Sprintf("Each cell is measured %d time(s) on a freshly started proxy; targets alternate (the order reverses every run) and the median is shown.", p.runs),
+		fmt.Sprintf("Each cell is measured %d time(s) on a freshly started proxy (the memory scenarios idle, idle-large and tls-idle %d times: "+
+			"a Go proxy's RSS growth depends on whether a collection ran while the connections opened); "+
+			"targets alternate (the order reverses every run) and the median is shown.", p.runs, runsOf("idle", p)),
+		fmt.Sprintf("Before the first measurement the harness runs the connection-rate load on direct for %s, unrecorded: "+
+			"a fresh harness and backend show connection-rate p99.9 up to 3x their later figures for about their first 20 s, "+
+			"which would fall on whichever target is measured first.", p.warm),
 		"Timeouts as operators set them: l4edge pools `idle_timeout: 1h`, HAProxy `timeout client/server 1h`, nginx `proxy_timeout 1h`; " +
 			"l4edge-noidle is l4edge without idle_timeout, and the l4edge/l4edge-noidle column is the cost of the timeout.",
 		"Download: the backend writes zeros as fast as the client reads; Gbit/s counts bytes the clients received. " +

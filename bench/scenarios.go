@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -28,6 +29,9 @@ type params struct {
 	wssTime  time.Duration
 	// stormConns WebSockets reconnect at once after their backend restarts.
 	stormConns int
+	// warm is how long connection-rate load runs on direct, unrecorded,
+	// before the first measurement (warmUp).
+	warm time.Duration
 }
 
 // fullParams are the figures make bench measures.
@@ -39,6 +43,7 @@ func fullParams() params {
 		settle: time.Second, open: 90 * time.Second,
 		runs:     3,
 		wssConns: 8000, wssTime: 30 * time.Second, stormConns: 5000,
+		warm: 30 * time.Second,
 	}
 }
 
@@ -126,6 +131,23 @@ type scenario struct {
 	name, label string
 	metrics     []metric
 	run         func(ctx context.Context, env *scenarioEnv, lt *liveTarget) (outcome, error)
+}
+
+// memoryScenarios are measured idleRunsScale times as often as the others.
+// A Go proxy's RSS growth depends on whether a collection happened to run
+// while the connections opened: l4edge's bytes per connection at 3000
+// connections range from 500 to 840 between runs of one binary, so the
+// median of three moves by a third. Each run takes a second or two.
+var memoryScenarios = []string{"idle", "idle-large", "tls-idle"}
+
+const idleRunsScale = 3
+
+// runsOf is how many times each target is measured in the named scenario.
+func runsOf(name string, p params) int {
+	if slices.Contains(memoryScenarios, name) {
+		return idleRunsScale * p.runs
+	}
+	return p.runs
 }
 
 // scenarios lists every scenario in table order, labelled with p's figures.
