@@ -4,6 +4,7 @@ package relayloop
 
 import (
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,8 +89,13 @@ type loop struct {
 	// timeout; add wakes it when a flow with a timeout arrives.
 	unbounded atomic.Bool
 	waits     atomic.Int64 // waits made (tests)
-	yielded   time.Time
-	checked   time.Time
+	yields    atomic.Int64 // yields made before a raw wait (tests)
+	yielded   time.Time    // the last yield (see wait)
+	// lookedQueued is when wait last looked whether to yield.
+	lookedQueued time.Time
+	checked      time.Time
+	// queued reads how many goroutines wait for a P (see wait).
+	queued []metrics.Sample
 
 	open    atomic.Int64 // flows registered and not finished (see Relay.pick)
 	idleN   atomic.Int64 // open flows with an idle timeout
@@ -113,7 +119,8 @@ func newLoop(loops int) (*loop, error) {
 		unix.Close(wfd)
 		return nil, fmt.Errorf("relay: epoll_ctl eventfd: %w", err)
 	}
-	l := &loop{epfd: epfd, wakefd: wfd, budget: defaultBudget, stopped: make(chan struct{}), buf: make([]byte, copyBufSize), loops: loops}
+	l := &loop{epfd: epfd, wakefd: wfd, budget: defaultBudget, stopped: make(chan struct{}), buf: make([]byte, copyBufSize), loops: loops,
+		queued: []metrics.Sample{{Name: queuedMetric}}}
 	l.checkRawWait(time.Now())
 	return l, nil
 }

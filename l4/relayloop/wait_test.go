@@ -92,6 +92,40 @@ func TestRawWaitLetsGoroutinesRun(t *testing.T) {
 	}
 }
 
+// A loop that keeps its P yields it when a goroutine waits for a P, and
+// otherwise only every yieldAtLeast: busy relaying a conversation with
+// nothing queued, it does not yield at every millisecond's look.
+func TestBusyLoopYieldsSeldom(t *testing.T) {
+	r := newRelay(t)
+	if !waitsRaw(r) {
+		t.Fatal("loops do not wait raw")
+	}
+	p := newPair(t, r, listen(t), 0)
+	go func() { _, _ = io.Copy(p.backend, p.backend) }() // the backend echoes
+	yields := func() (n int64) {
+		for _, l := range r.loops {
+			n += l.yields.Load()
+		}
+		return n
+	}
+	before, start := yields(), time.Now()
+	msg, rounds := []byte("ping"), 0
+	for ; time.Since(start) < 500*time.Millisecond; rounds++ {
+		if _, err := p.client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(p.client, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed, n := time.Since(start), yields()-before
+	// Yielding at each look would make about one yield a millisecond.
+	if limit := int64(elapsed / (2 * yieldEvery)); n > limit {
+		t.Fatalf("the loops yielded %d times in %s of %d round trips with nothing queued; want at most %d", n, elapsed.Round(time.Millisecond), rounds, limit)
+	}
+	t.Logf("%d yields in %s of %d round trips", n, elapsed.Round(time.Millisecond), rounds)
+}
+
 // An idle relay sleeps: after the first empty raw wait its loops wait with
 // plain system calls and no timeout, instead of waking every 10 ms.
 func TestIdleLoopsSleep(t *testing.T) {
