@@ -22,8 +22,9 @@ import (
 // is due once its start has passed, so a flow is looked at early, never
 // late: the sweep reads its real deadline (lastActive + idle; bytes moved
 // since count) and schedules it again, at a finer level, until it has
-// passed. A deadline is looked at about once per level below the one it
-// started at, at most wheelLevels/2+1 times.
+// passed. A deadline is looked at once every other level below the one it
+// started at, at most wheelLevels/2+1 times, plus once per 12 days beyond
+// the top level's reach.
 //
 // Only the loop's goroutine uses it.
 type timers struct {
