@@ -43,16 +43,26 @@ func FreeAddrs(t testing.TB, n int) []string {
 }
 
 // stablePorts is the range FreeAddrs draws from, [lo, hi): from 10000 up
-// to the start of the ephemeral range (32768 when /proc does not say).
+// to the start of the ephemeral range.
 func stablePorts() (lo, hi int) {
-	lo, hi = 10000, 32768
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
-		if start, err := strconv.Atoi(f[0]); err == nil && start > lo+1000 {
-			hi = start
-		}
+	lo, hi = 10000, ephemeralStart()
+	if hi <= lo+1000 {
+		hi = 32768
 	}
 	return lo, hi
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range
+// (ip_local_port_range), or 32768, Linux's default, when /proc does not
+// say.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if f := strings.Fields(string(b)); err == nil && len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil {
+			return start
+		}
+	}
+	return 32768
 }
 
 // Refusing returns n distinct loopback addresses that refuse connections

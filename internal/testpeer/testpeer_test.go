@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,10 +115,7 @@ func TestServerStopsStuckHandlers(t *testing.T) {
 // and refuse connections.
 func TestFreeAddrs(t *testing.T) {
 	addrs := FreeAddrs(t, 50)
-	ephemeral := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		ephemeral, _ = strconv.Atoi(strings.Fields(string(b))[0])
-	}
+	ephemeral := ephemeralStart()
 	seen := map[string]bool{}
 	for _, a := range addrs {
 		if seen[a] {

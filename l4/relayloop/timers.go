@@ -164,19 +164,19 @@ func (t *timers) popDue() *Flow {
 }
 
 // next returns when (unix nanos) the earliest bucket that holds flows
-// starts, if any does.
+// starts, if any does. The due list is empty here: the sweep that fills
+// it drains it.
 func (t *timers) next() (at int64, ok bool) {
-	if t.heads[dueList] != nil {
-		return t.cur * tick, true
-	}
 	for k := range wheelLevels {
 		if t.used[k] == 0 {
 			continue
 		}
 		shift := uint(k * levelShift)
-		first := t.cur>>shift + 1
-		s := (int(first) + bits.TrailingZeros64(bits.RotateLeft64(t.used[k], -int(first&(wheelSlots-1))))) & (wheelSlots - 1)
-		if start := t.start(k, s) * tick; !ok || start < at {
+		first := t.cur>>shift + 1 // the first start after cur, in buckets
+		// Rotated so that bit 0 is first's slot: the bits up to the
+		// lowest set one are the empty buckets that come before it.
+		skip := bits.TrailingZeros64(bits.RotateLeft64(t.used[k], -int(first&(wheelSlots-1))))
+		if start := ((first + int64(skip)) << shift) * tick; !ok || start < at {
 			at, ok = start, true
 		}
 	}
