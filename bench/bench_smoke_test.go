@@ -27,7 +27,13 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("go build ./bench: %v\n%s", err, out)
 	}
 
-	targets := []string{targetDirect, targetL4edge, targetL4edgeNoIdle}
+	// The baseline is this tree built once more: its column and ratio
+	// must appear.
+	baseline := filepath.Join(dir, "l4edge-baseline")
+	if out, err := exec.Command("go", "build", "-o", baseline, "../cmd/l4edge").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/l4edge: %v\n%s", err, out)
+	}
+	targets := []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetL4edgeBaseline}
 	var missing []string
 	if findBinary("haproxy") != "" {
 		targets = append(targets, targetHAProxy)
@@ -45,7 +51,7 @@ func TestBenchSmoke(t *testing.T) {
 	outFile := filepath.Join(dir, "RESULTS.md")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-smoke", "-install=false", "-out", outFile, "-only", strings.Join(targets, ","))
+	cmd := exec.CommandContext(ctx, bin, "-smoke", "-install=false", "-out", outFile, "-only", strings.Join(targets, ","), "-baseline", baseline)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -92,10 +98,15 @@ func TestBenchSmoke(t *testing.T) {
 			}
 		}
 	}
-	if i, ok := col["l4edge/direct"]; !ok {
-		t.Errorf("table has no l4edge/direct ratio column; header %v", header)
-	} else if _, err := strconv.ParseFloat(rows[0][i], 64); err != nil {
-		t.Errorf("l4edge/direct ratio of the first row is %q, want a number", rows[0][i])
+	for _, ratio := range []string{"l4edge/direct", "l4edge/l4edge-baseline"} {
+		if i, ok := col[ratio]; !ok {
+			t.Errorf("table has no %s ratio column; header %v", ratio, header)
+		} else if _, err := strconv.ParseFloat(rows[0][i], 64); err != nil {
+			t.Errorf("%s ratio of the first row is %q, want a number", ratio, rows[0][i])
+		}
+	}
+	if !bytes.Contains(doc, []byte("l4edge-baseline: `"+baseline+"`")) {
+		t.Errorf("results file does not name the baseline binary %s", baseline)
 	}
 	if len(missing) > 0 {
 		t.Skipf("\n*** HAProxy/nginx cells NOT CHECKED: missing %v. `make test` installs them (as root). ***", missing)

@@ -62,6 +62,7 @@ type options struct {
 	scenarios []string
 	runs      int
 	l4edge    string
+	baseline  string
 	install   bool
 	timeout   time.Duration
 	soak      time.Duration
@@ -75,10 +76,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.smoke, "smoke", false, "run every scenario briefly with small counts, once (for tests)")
 	fs.StringVar(&o.out, "out", "", "also write the results as Markdown to this file (e.g. bench/RESULTS.md)")
-	only := fs.String("only", strings.Join(allTargets, ","), "comma-separated targets to measure")
+	only := fs.String("only", "", "comma-separated targets to measure (default "+strings.Join(defaultTargets, ",")+", and l4edge-baseline with -baseline)")
 	scens := fs.String("scenarios", "", "comma-separated scenarios (default all): "+strings.Join(scenarioNames(), ", "))
 	fs.IntVar(&o.runs, "runs", 0, "runs per cell (default 3, 1 with -smoke)")
 	fs.StringVar(&o.l4edge, "l4edge", "", "prebuilt l4edge binary (default: go build ./cmd/l4edge at run time)")
+	fs.StringVar(&o.baseline, "baseline", "", "another l4edge binary, measured beside l4edge with its configuration as target l4edge-baseline: a before/after in one run")
 	fs.BoolVar(&o.install, "install", true, "apt-get install haproxy, nginx and libnginx-mod-stream when missing (root only)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop measuring after this long (default 60m, 5m with -smoke)")
 	fs.DurationVar(&o.soak, "soak", 0, "instead of the benchmark, soak l4edge this long under held WebSockets, churn, reloads, backend kills and slowloris")
@@ -90,10 +92,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.only = splitList(*only)
+	if len(o.only) == 0 {
+		o.only = slices.Clone(defaultTargets)
+		if o.baseline != "" {
+			o.only = append(o.only, targetL4edgeBaseline)
+		}
+	}
 	for _, t := range o.only {
 		if !slices.Contains(allTargets, t) {
 			return o, fmt.Errorf("-only: unknown target %q (known: %s)", t, strings.Join(allTargets, ", "))
 		}
+	}
+	if slices.Contains(o.only, targetL4edgeBaseline) && o.baseline == "" {
+		return o, fmt.Errorf("-only: target %s needs the binary to measure: -baseline PATH", targetL4edgeBaseline)
 	}
 	o.scenarios = splitList(*scens)
 	return o, nil

@@ -25,6 +25,7 @@ type meta struct {
 	noFile         uint64
 	goVersion      string
 	l4edge         string
+	baseline       string // the -baseline binary's path and version; "" without one
 	haproxy, nginx string
 	missing        []string
 }
@@ -55,6 +56,10 @@ func collectMeta(t tools, l4edgeCommit string) meta {
 		if !strings.Contains(m.l4edge, l4edgeCommit) {
 			m.l4edge += fmt.Sprintf(" (working tree: %s)", l4edgeCommit)
 		}
+	}
+	if t.L4edgeBaseline != "" {
+		v := strings.Split(strings.TrimSpace(runOut(t.L4edgeBaseline, "version")), "\n")
+		m.baseline = fmt.Sprintf("l4edge-baseline: `%s`, %s", t.L4edgeBaseline, strings.Join(v, ", "))
 	}
 	return m
 }
@@ -109,6 +114,9 @@ func document(m meta, r *results) string {
 	fmt.Fprintf(&b, "- CPU: %d × %s (nproc %d); memory %s; kernel %s; descriptor limit %d\n", m.nproc, m.cpu, m.nproc, m.memory, m.kernel, m.noFile)
 	fmt.Fprintf(&b, "- %s\n", orUnknown(m.goVersion, "go"))
 	fmt.Fprintf(&b, "- %s\n", orUnknown(m.l4edge, "l4edge"))
+	if m.baseline != "" {
+		fmt.Fprintf(&b, "- %s\n", m.baseline)
+	}
 	fmt.Fprintf(&b, "- %s\n", orUnknown(m.haproxy, "haproxy"))
 	fmt.Fprintf(&b, "- %s\n", orUnknown(m.nginx, "nginx"))
 	for _, miss := range m.missing {
@@ -121,6 +129,10 @@ func document(m meta, r *results) string {
 	b.WriteString("## Method\n\n")
 	for _, line := range methodNotes(m.p) {
 		fmt.Fprintf(&b, "- %s\n", line)
+	}
+	if m.baseline != "" {
+		b.WriteString("- l4edge-baseline is another l4edge build (`-baseline`), started with l4edge's configuration and alternated with the other targets in the same run; " +
+			"the l4edge/l4edge-baseline column is the change between the two builds.\n")
 	}
 	if notes := r.notes(); len(notes) > 0 {
 		b.WriteString("\n## Notes from this run\n\n")

@@ -19,16 +19,25 @@ const (
 	targetL4edge = "l4edge"
 	// targetL4edgeNoIdle is l4edge without idle_timeout.
 	targetL4edgeNoIdle = "l4edge-noidle"
-	targetHAProxy      = "haproxy"
-	targetNginx        = "nginx"
+	// targetL4edgeBaseline is another l4edge build (-baseline) with
+	// l4edge's configuration: the before of a before/after in one run.
+	targetL4edgeBaseline = "l4edge-baseline"
+	targetHAProxy        = "haproxy"
+	targetNginx          = "nginx"
 )
 
 // allTargets is the table order of the targets.
-var allTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetHAProxy, targetNginx}
+var allTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetL4edgeBaseline, targetHAProxy, targetNginx}
+
+// defaultTargets are the targets measured unless -only or -baseline say
+// otherwise: all but the baseline, which needs a binary.
+var defaultTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetHAProxy, targetNginx}
 
 // tools are the proxy binaries found or built.
 type tools struct {
 	L4edge, HAProxy, Nginx string
+	// L4edgeBaseline is the -baseline binary; "" when none.
+	L4edgeBaseline string
 	// NginxModule is the stream module to load; "" when built in.
 	NginxModule string
 }
@@ -94,15 +103,19 @@ func (s *starter) start(ctx context.Context, name string) (*liveTarget, error) {
 	c := proxyConf{Listen: listen, Backend: s.backend, Certs: s.certs, Dir: dir, NginxModule: s.tools.NginxModule, IdleTimeout: "1h"}
 	var cmd *exec.Cmd
 	switch name {
-	case targetL4edge, targetL4edgeNoIdle:
-		if name == targetL4edgeNoIdle {
+	case targetL4edge, targetL4edgeNoIdle, targetL4edgeBaseline:
+		bin := s.tools.L4edge
+		switch name {
+		case targetL4edgeNoIdle:
 			c.IdleTimeout = "0"
+		case targetL4edgeBaseline:
+			bin = s.tools.L4edgeBaseline
 		}
 		path := filepath.Join(dir, "l4edge.yaml")
 		if err := writeConf(path, l4edgeConf, c); err != nil {
 			return nil, err
 		}
-		cmd = exec.Command(s.tools.L4edge, "run", "-config", path)
+		cmd = exec.Command(bin, "run", "-config", path)
 	case targetHAProxy:
 		path := filepath.Join(dir, "haproxy.cfg")
 		if err := writeConf(path, haproxyConf, c); err != nil {

@@ -103,6 +103,9 @@ func (r *results) ratios() []ratio {
 	if has(targetL4edge) && has(targetL4edgeNoIdle) {
 		out = append(out, ratio{targetL4edge, targetL4edgeNoIdle}) // the cost of idle_timeout
 	}
+	if has(targetL4edge) && has(targetL4edgeBaseline) {
+		out = append(out, ratio{targetL4edge, targetL4edgeBaseline}) // the change between builds
+	}
 	if has(targetDirect) {
 		for _, p := range []string{targetL4edge, targetHAProxy, targetNginx} {
 			if has(p) {

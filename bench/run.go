@@ -58,6 +58,11 @@ func run(ctx context.Context, log *zap.Logger, o options, p params, scens []scen
 			return nil, meta{}, err
 		}
 	}
+	if want[targetL4edgeBaseline] {
+		if tl.L4edgeBaseline, err = baselineBinary(o.baseline); err != nil {
+			return nil, meta{}, err
+		}
+	}
 
 	self, err := os.Executable()
 	if err != nil {
@@ -159,6 +164,23 @@ func l4edgeBinary(ctx context.Context, log *zap.Logger, prebuilt, dir string) (s
 	}
 	log.Info("built l4edge", zap.String("commit", commit), zap.Duration("took", time.Since(t0).Round(time.Millisecond)))
 	return bin, commit, nil
+}
+
+// baselineBinary returns the -baseline binary's absolute path once it is
+// known to be an executable file.
+func baselineBinary(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("-baseline %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("-baseline: %w (build the earlier l4edge first, e.g. go build -o /tmp/l4edge-before ./cmd/l4edge at that commit)", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("-baseline %s: not an executable file", abs)
+	}
+	return abs, nil
 }
 
 // warmUp runs connection-rate load on direct, unrecorded, for env.p.warm
