@@ -74,11 +74,12 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: l4edge beside HAProxy, nginx and a direct connection (about 8 minutes);
-## writes bench/RESULTS.md. Not part of make test; bench-smoke (a few seconds per
-## scenario) is, through go test ./bench.
+## bench: l4edge beside HAProxy, nginx and a direct connection (about 45 minutes);
+## writes bench/RESULTS.md. BASELINE=path/to/an/earlier/l4edge measures that build
+## beside it in the same run (about 55 minutes). Not part of make test;
+## bench-smoke (a few seconds per scenario) is, through go test ./bench.
 bench: test-deps
-	$(GO) run ./bench -out bench/RESULTS.md
+	$(GO) run ./bench -out bench/RESULTS.md $(if $(BASELINE),-baseline $(BASELINE))
 
 bench-smoke: test-deps
 	$(GO) test -count=1 -run TestBenchSmoke -v ./bench
