@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.smoke, "smoke", false, "run every scenario briefly with small counts, once (for tests)")
 	fs.StringVar(&o.out, "out", "", "also write the results as Markdown to this file (e.g. bench/RESULTS.md)")
-	only := fs.String("only", "", "comma-separated targets to measure (default "+strings.Join(defaultTargets, ",")+", and l4edge-baseline with -baseline)")
+	only := fs.String("only", "", "comma-separated targets to measure (default "+strings.Join(defaultTargets(), ",")+", and l4edge-baseline with -baseline)")
 	scens := fs.String("scenarios", "", "comma-separated scenarios (default all): "+strings.Join(scenarioNames(), ", "))
 	fs.IntVar(&o.runs, "runs", 0, "runs per cell (default 3, 1 with -smoke)")
 	fs.StringVar(&o.l4edge, "l4edge", "", "prebuilt l4edge binary (default: go build ./cmd/l4edge at run time)")
@@ -93,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	o.only = splitList(*only)
 	if len(o.only) == 0 {
-		o.only = slices.Clone(defaultTargets)
+		o.only = defaultTargets()
 		if o.baseline != "" {
 			o.only = append(o.only, targetL4edgeBaseline)
 		}

@@ -29,9 +29,11 @@ const (
 // allTargets is the table order of the targets.
 var allTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetL4edgeBaseline, targetHAProxy, targetNginx}
 
-// defaultTargets are the targets measured unless -only or -baseline say
-// otherwise: all but the baseline, which needs a binary.
-var defaultTargets = []string{targetDirect, targetL4edge, targetL4edgeNoIdle, targetHAProxy, targetNginx}
+// defaultTargets returns the targets measured unless -only says
+// otherwise: all but the baseline, which needs -baseline's binary.
+func defaultTargets() []string {
+	return slices.DeleteFunc(slices.Clone(allTargets), func(t string) bool { return t == targetL4edgeBaseline })
+}
 
 // tools are the proxy binaries found or built.
 type tools struct {
