@@ -51,17 +51,21 @@ func collectMeta(t tools, l4edgeCommit string) meta {
 		nginx:     firstLine(t.Nginx, "-v"),
 	}
 	if t.L4edge != "" {
-		v := strings.Split(strings.TrimSpace(runOut(t.L4edge, "version")), "\n")
-		m.l4edge = strings.Join(v, ", ")
+		m.l4edge = l4edgeVersion(t.L4edge)
 		if !strings.Contains(m.l4edge, l4edgeCommit) {
 			m.l4edge += fmt.Sprintf(" (working tree: %s)", l4edgeCommit)
 		}
 	}
 	if t.L4edgeBaseline != "" {
-		v := strings.Split(strings.TrimSpace(runOut(t.L4edgeBaseline, "version")), "\n")
-		m.baseline = fmt.Sprintf("l4edge-baseline: `%s`, %s", t.L4edgeBaseline, strings.Join(v, ", "))
+		m.baseline = fmt.Sprintf("l4edge-baseline: `%s`, %s", t.L4edgeBaseline, l4edgeVersion(t.L4edgeBaseline))
 	}
 	return m
+}
+
+// l4edgeVersion is what an l4edge binary's version command prints, its
+// lines joined on one.
+func l4edgeVersion(bin string) string {
+	return strings.Join(strings.Split(strings.TrimSpace(runOut(bin, "version")), "\n"), ", ")
 }
 
 // readFile returns a file's contents, "" when unreadable.
@@ -127,12 +131,8 @@ func document(m meta, r *results) string {
 	b.WriteString("\n↑: higher is better, ↓: lower is better. A ratio is the two medians divided. " +
 		"Proxy resource rows are zero for direct, which has no proxy.\n\n")
 	b.WriteString("## Method\n\n")
-	for _, line := range methodNotes(m.p) {
+	for _, line := range methodNotes(m) {
 		fmt.Fprintf(&b, "- %s\n", line)
-	}
-	if m.baseline != "" {
-		b.WriteString("- l4edge-baseline is another l4edge build (`-baseline`), started with l4edge's configuration and alternated with the other targets in the same run; " +
-			"the l4edge/l4edge-baseline column is the change between the two builds.\n")
 	}
 	if notes := r.notes(); len(notes) > 0 {
 		b.WriteString("\n## Notes from this run\n\n")
@@ -152,8 +152,9 @@ func orUnknown(s, name string) string {
 }
 
 // methodNotes explains how the figures were taken.
-func methodNotes(p params) []string {
-	return []string{
+func methodNotes(m meta) []string {
+	p := m.p
+	notes := []string{
 		"Everything runs on loopback on this one machine: the load generator (this harness), " +
 			"the backend (the harness re-executed as `backend`, its own process and descriptor budget) and the proxy share the cores; nothing is pinned.",
 		"Targets: direct (client to backend, the physical reference; for TLS the backend terminates with Go's crypto/tls), " +
@@ -186,4 +187,9 @@ func methodNotes(p params) []string {
 			"(no session cache, tickets disabled) and verifies the certificate; each handshake is followed by one 64-byte echo so the proxy reaches the backend.",
 		"Latency percentiles come from a log-linear histogram (±1.6%).",
 	}
+	if m.baseline != "" {
+		notes = append(notes, "l4edge-baseline is another l4edge build (`-baseline`), started with l4edge's configuration and alternated with the other targets in the same run; "+
+			"the l4edge/l4edge-baseline column is the change between the two builds.")
+	}
+	return notes
 }

@@ -17,8 +17,8 @@ const (
 	// signal (GODEBUG=asyncpreemptoff=1): a stop-the-world then waits at
 	// most this long.
 	maxWaitMillis = 10
-	// yieldEvery is how often a loop that keeps its P lets whatever the
-	// scheduler queued on that P run (see docs/design.md, "The raw wait").
+	// yieldEvery is how often a loop that keeps its P looks whether to
+	// yield it (see yieldIfDue and docs/design.md, "The raw wait").
 	yieldEvery = time.Millisecond
 	// yieldAtLeast is how often a loop yields even with nothing queued:
 	// twice per period of the runtime's forced preemption (10 ms), which
@@ -51,14 +51,7 @@ func (l *loop) wait(events []unix.EpollEvent, timeout int, now time.Time) (int, 
 		l.quiet = n == 0 && err == nil
 		return n, err
 	}
-	if l.spawned || now.Sub(l.lookedQueued) >= yieldEvery {
-		if l.spawned || now.Sub(l.yielded) >= yieldAtLeast || l.goroutinesQueued() {
-			runtime.Gosched()
-			l.yielded = now
-			l.yields.Add(1)
-		}
-		l.spawned, l.lookedQueued = false, now
-	}
+	l.yieldIfDue(now)
 	if timeout < 0 || timeout > maxWaitMillis {
 		timeout = maxWaitMillis
 	}
@@ -71,6 +64,21 @@ func (l *loop) wait(events []unix.EpollEvent, timeout int, now time.Time) (int, 
 	// plain waits until events come again (docs/design.md, "The raw wait").
 	l.quiet = n == 0 && timeout > 0
 	return int(n), nil
+}
+
+// yieldIfDue lets other goroutines have the loop's P before a raw wait
+// when the loop started some, or, looking at most every yieldEvery, when
+// some wait for a P or the loop has not yielded for yieldAtLeast.
+func (l *loop) yieldIfDue(now time.Time) {
+	if !l.spawned && now.Sub(l.lookedQueued) < yieldEvery {
+		return
+	}
+	if l.spawned || now.Sub(l.yielded) >= yieldAtLeast || l.goroutinesQueued() {
+		runtime.Gosched()
+		l.yielded = now
+		l.yields.Add(1)
+	}
+	l.spawned, l.lookedQueued = false, now
 }
 
 // queuedMetric counts goroutines ready to run but not running, on every
